@@ -1,0 +1,1 @@
+"""Streaming and training pipelines: the edges that move data (Kafka, files, MLflow)."""

@@ -1,0 +1,390 @@
+"""The main job on the embedded default: simulator → in-process stream → API + terminal.
+
+Three threads and the main one:
+
+- the *feeder* plays the simulator into a :class:`~pipelines.memory.MemorySource` as
+  telemetry.v1 / positions.v1 / market.v1 JSON, first a warm-up of history as fast as
+  it can, then paced at ``speed`` × wall time, with a trickle of malformed messages to
+  show the dead-letter path;
+- the *worker* runs :class:`~pipelines.stream.StreamWorker` on it;
+- *uvicorn* serves the API on 127.0.0.1;
+- the main thread draws the live view (or, off a terminal, prints each
+  recommendation as a line).
+
+Failures are injected on a schedule so that a one-minute run shows some: the demo
+knows the ground truth and shows each recommendation's lead time against it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import uvicorn
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from pipelines.live import LiveState
+from pipelines.memory import MemorySink, MemorySource
+from pipelines.stream import StreamWorker, Topics
+from predictor.engine import Engine, EngineConfig
+from predictor.events import ms_to_iso, parse_ts
+from predictor.risk import RiskModel
+from predictor.sim import ScheduledFailure, SimConfig, Simulator, telemetry_events
+from serve.app import create_app
+
+logger = logging.getLogger(__name__)
+
+DEMO_START = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)  # a Monday, before the NYSE open
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """Settings of ``precovery demo``.
+
+    Attributes
+    ----------
+    duration_s
+        Wall-clock seconds of the live part.
+    speed
+        Simulated seconds per wall second in the live part.
+    seed
+        Simulator seed.
+    warmup_s
+        Simulated history replayed first, as fast as possible (baselines need it).
+    host, port
+        Where the API listens (port 0: pick a free one).
+    bad_every
+        Every ``bad_every``-th message is replaced by a malformed one (0: never).
+    """
+
+    duration_s: float = 60.0
+    speed: float = 60.0
+    seed: int = 7
+    warmup_s: float = 3600.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    bad_every: int = 997
+
+
+def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
+    """Failures placed inside the live window, each with its precursor in view."""
+    plan = [
+        ("cpu_runaway", "eq-oms", "matching-engine", 0.25, 480.0),
+        ("db_lock_contention", "fx-pricing", "database", 0.45, 900.0),
+        ("feed_lag", "md-feed", "feed-handler", 0.65, 600.0),
+        ("memory_leak", "eq-oms", "order-gateway", 0.85, 1500.0),
+    ]
+    out = []
+    for mode, system, component, at, lead in plan:
+        failure_at = warmup_s + at * live_sim_s
+        lead = min(lead, max(120.0, failure_at - warmup_s - 60.0))
+        out.append(
+            ScheduledFailure(mode, system, component, None, failure_at_s=failure_at, lead_s=lead)
+        )
+    return tuple(out)
+
+
+@dataclass
+class DemoRun:
+    """What a demo run saw; ``summary()`` compares it with the ground truth."""
+
+    sim: Simulator
+    live: LiveState
+    source: MemorySource
+    sink: MemorySink
+    started_wall: float = field(default_factory=time.monotonic)
+    recommendations: list[dict[str, Any]] = field(default_factory=list)
+    fed: int = 0
+    bad_fed: int = 0
+    done_feeding: threading.Event = field(default_factory=threading.Event)
+
+    def lead_time_s(self, rec: dict[str, Any]) -> float | None:
+        """Seconds from the recommendation to the failure it foresaw (ground truth)."""
+        issued = parse_ts(rec["issued_at"])
+        for ep in self.sim.episodes(self.hours):
+            if (
+                ep.failure
+                and ep.failure_at_ms is not None
+                and ep.system == rec["system"]
+                and ep.component == rec["component"]
+                and ep.onset_at_ms - 600_000 <= issued <= (ep.resolved_at_ms or ep.failure_at_ms)
+            ):
+                return (ep.failure_at_ms - issued) / 1000.0
+        return None
+
+    hours: float = 1.0
+
+
+def run_demo(
+    cfg: DemoConfig, model: RiskModel | None, console: Console | None = None
+) -> dict[str, Any]:
+    """Run the embedded default; returns the summary printed at the end."""
+    console = console or Console()
+    live_sim_s = cfg.duration_s * cfg.speed
+    hours = (cfg.warmup_s + live_sim_s) / 3600.0 + 0.01
+    sim = Simulator(
+        SimConfig(
+            seed=cfg.seed,
+            start=DEMO_START,
+            failures_per_day=12.0,
+            scheduled=demo_schedule(cfg.warmup_s, live_sim_s),
+        )
+    )
+    critical = {
+        (s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components
+    }
+    engine = Engine(EngineConfig(), model=model, critical=critical,
+                    system_venue=sim.fleet.system_venue)
+    live = LiveState(engine)
+    source, sink = MemorySource(), MemorySink()
+    run = DemoRun(sim=sim, live=live, source=source, sink=sink, hours=hours)
+    topics = Topics()
+
+    def on_batch(report: Any, result: Any) -> None:
+        live.on_batch(report, result)
+        if result is not None:
+            run.recommendations.extend(result.recommendations)
+
+    worker = StreamWorker(engine, source, sink, topics, lock=live.lock, on_batch=on_batch)
+    feeder = threading.Thread(target=_feed, args=(run, cfg, hours, topics), daemon=True)
+    work = threading.Thread(target=worker.run, kwargs={"poll_timeout_s": 0.1}, daemon=True)
+
+    app = create_app(live)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", lifespan="off")
+    )
+    api = threading.Thread(target=server.run, daemon=True)
+    api.start()
+    feeder.start()
+    work.start()
+    deadline = time.monotonic() + cfg.duration_s + 5.0
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = _bound_port(server) or cfg.port
+    console.print(
+        f"[bold]Precovery demo[/] — API on http://{cfg.host}:{port} (docs: /docs) · "
+        f"{len(sim.fleet.entities)} hosts · speed {cfg.speed:g}× · seed {cfg.seed}"
+    )
+    logger.info("demo API listening on %s:%d", cfg.host, port)
+    try:
+        _show(run, cfg, console, port)
+    finally:
+        source.close()
+        worker.stop()
+        work.join(timeout=10)
+        server.should_exit = True
+        api.join(timeout=10)
+    summary = _summary(run)
+    console.print(_summary_table(summary))
+    return summary
+
+
+def _bound_port(server: uvicorn.Server) -> int | None:
+    for srv in getattr(server, "servers", []) or []:
+        for sock in getattr(srv, "sockets", []) or []:
+            return int(sock.getsockname()[1])
+    return None
+
+
+def _feed(run: DemoRun, cfg: DemoConfig, hours: float, topics: Topics) -> None:
+    """Play the simulator into the source: warm-up at full speed, then paced."""
+    src = run.source
+    live_from_ms = run.sim.start_ms + int(cfg.warmup_s * 1000)
+    wall0: float | None = None
+    n = 0
+    try:
+        for chunk in run.sim.iter_chunks(hours, chunk_s=10.0):
+            if chunk.t0_ms >= live_from_ms:
+                if wall0 is None:
+                    wall0 = time.monotonic()
+                due = wall0 + (chunk.t0_ms - live_from_ms) / 1000.0 / cfg.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                if time.monotonic() - wall0 > cfg.duration_s:
+                    break
+            for m in chunk.market:
+                src.append(topics.market, orjson.dumps(m), m["venue"].encode())
+            for p in chunk.positions:
+                src.append(topics.positions, orjson.dumps(p), p["system"].encode())
+            values, keys = [], []
+            for ev in telemetry_events(chunk.telemetry):
+                n += 1
+                if cfg.bad_every and n % cfg.bad_every == 0:
+                    values.append(_bad_message(n, ev))
+                    run.bad_fed += 1
+                else:
+                    values.append(orjson.dumps(ev))
+                keys.append(ev["system"].encode())
+            src.extend(topics.telemetry, values, keys)
+            run.fed += len(values)
+    finally:
+        run.done_feeding.set()
+
+
+def _bad_message(n: int, ev: dict[str, Any]) -> bytes:
+    """A rotating sample of what real feeds get wrong."""
+    kind = (n // 997) % 4
+    if kind == 0:
+        return orjson.dumps(ev)[:-7]  # truncated JSON
+    if kind == 1:
+        return orjson.dumps({**ev, "metrics": {"cpu_pct": "high"}})  # wrong type
+    if kind == 2:
+        return orjson.dumps(ev).replace(b'"cpu_pct":', b'"cpu_pct":NaN,"x":', 1)  # NaN literal
+    return orjson.dumps({k: v for k, v in ev.items() if k != "host"})  # missing field
+
+
+def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
+    end = time.monotonic() + cfg.duration_s + 2.0
+    if console.is_terminal:
+        with Live(_view(run, port), console=console, refresh_per_second=4) as view:
+            while time.monotonic() < end:
+                time.sleep(0.25)
+                view.update(_view(run, port))
+        return
+    printed = 0
+    while time.monotonic() < end:
+        time.sleep(0.25)
+        recs = run.recommendations
+        for rec in recs[printed:]:
+            if rec["action"] in ("prepare_standby", "failover_at_window", "failover_now"):
+                console.print(_rec_line(run, rec))
+        printed = len(recs)
+
+
+def _fmt_lead(lead: float | None) -> str:
+    if lead is None:
+        return "no failure coming (false alarm)"
+    if lead < 0:
+        return f"{-lead / 60:.1f} min after the failure began"
+    return f"lead time {lead / 60:.1f} min"
+
+
+def _rec_line(run: DemoRun, rec: dict[str, Any]) -> str:
+    reasons = ", ".join(
+        f"{r['feature']}={r['value']}" for r in rec["reasons"][:3]
+    )
+    window = f" not before {rec['not_before'][11:19]}Z" if rec.get("not_before") else ""
+    return (
+        f"{rec['issued_at'][11:19]}Z {rec['system']}/{rec['component']}: "
+        f"[bold]{rec['action']}[/]{window} · risk {_pct(rec['risk'])} · "
+        f"{_fmt_lead(run.lead_time_s(rec))} · stay ${_k(rec['expected_loss_stay_usd'])} vs "
+        f"switch ${_k(rec['expected_cost_switch_usd'])} · {reasons}"
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.0f}%"
+
+
+def _k(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v / 1000:,.1f}k" if abs(v) >= 1000 else f"{v:,.0f}"
+
+
+def _view(run: DemoRun, port: int) -> Group:
+    status = run.live.status()
+    wm = status["watermark"]
+    systems = Table(title=f"Fleet health at {ms_to_iso(wm) if wm else '—'}", expand=True)
+    for col in ("system", "health", "worst component", "max risk", "action"):
+        systems.add_column(col)
+    for s in run.live.systems():
+        h = s["health"]
+        color = "green" if h >= 80 else "yellow" if h >= 50 else "red"
+        systems.add_row(
+            s["system"],
+            f"[{color}]{h:5.1f}[/] {'█' * int(h // 10)}",
+            f"{s['worst_component']} ({s['worst_component_health']:.0f})",
+            _pct(s["max_risk"]),
+            s["action"],
+        )
+    recs = Table(title="Recommendations (newest first)", expand=True)
+    for col in ("issued", "system/component", "action", "risk", "lead time", "stay vs switch",
+                "reasons"):
+        recs.add_column(col)
+    shown = [r for r in run.recommendations if r["action"] != "none"][-8:]
+    for rec in reversed(shown):
+        recs.add_row(
+            rec["issued_at"][11:19] + "Z",
+            f"{rec['system']}/{rec['component']}",
+            rec["action"] + (f" ≥{rec['not_before'][11:19]}Z" if rec.get("not_before") else ""),
+            _pct(rec["risk"]),
+            _fmt_lead(run.lead_time_s(rec)),
+            f"${_k(rec['expected_loss_stay_usd'])} / ${_k(rec['expected_cost_switch_usd'])}",
+            ", ".join(f"{r['feature']}" for r in rec["reasons"][:2]),
+        )
+    c = status["counters"]
+    rejects = ", ".join(f"{k} {v}" for k, v in sorted(status["reject_reasons"].items())) or "none"
+    footer = (
+        f"events {c['events']:,} · rejected {c['rejected']:,} ({rejects}) · "
+        f"risk scored {c['risk_scored']:,} · recommendations {c['recommendations']:,} · "
+        f"model {status['model_version']} · API http://127.0.0.1:{port}/docs"
+    )
+    return Group(systems, recs, Panel(footer))
+
+
+def _summary(run: DemoRun) -> dict[str, Any]:
+    status = run.live.status()
+    acts = [
+        r for r in run.recommendations if r["action"] in ("failover_at_window", "failover_now")
+    ]
+    now_ms = status["watermark"] or run.sim.start_ms
+    failures = [
+        ep for ep in run.sim.episodes(run.hours)
+        if ep.failure and ep.failure_at_ms is not None and ep.failure_at_ms <= now_ms
+        and ep.failure_at_ms >= run.sim.start_ms + 1_800_000
+    ]
+    leads: list[float] = []
+    for ep in failures:
+        before = [
+            parse_ts(r["issued_at"]) for r in acts
+            if r["system"] == ep.system and r["component"] == ep.component
+            and ep.onset_at_ms - 600_000 <= parse_ts(r["issued_at"]) < ep.failure_at_ms
+        ]
+        if before:
+            leads.append((ep.failure_at_ms - min(before)) / 1000.0)
+    false = sum(1 for r in acts if run.lead_time_s(r) is None)
+    return {
+        "events": status["counters"]["events"],
+        "rejected": status["counters"]["rejected"],
+        "reject_reasons": status["reject_reasons"],
+        "recommendations": len(run.recommendations),
+        "failovers_recommended": len(acts),
+        "failures_in_run": len(failures),
+        "failures_foreseen": len(leads),
+        "lead_times_s": sorted(leads),
+        "false_failovers": false,
+        "sim_until": ms_to_iso(now_ms),
+    }
+
+
+def _summary_table(s: dict[str, Any]) -> Table:
+    t = Table(title="Demo summary (against the simulator's ground truth)")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    leads = ", ".join(f"{x / 60:.1f}" for x in s["lead_times_s"]) or "—"
+    for k, v in (
+        ("events processed", f"{s['events']:,}"),
+        ("rejected (dead-lettered)", f"{s['rejected']:,}"),
+        ("recommendations", f"{s['recommendations']:,}"),
+        ("failover recommendations", f"{s['failovers_recommended']}"),
+        ("failures in the run", f"{s['failures_in_run']}"),
+        ("failures foreseen", f"{s['failures_foreseen']}"),
+        ("lead times, min", leads),
+        ("false failover recommendations", f"{s['false_failovers']}"),
+        ("simulated until", s["sim_until"]),
+    ):
+        t.add_row(k, v)
+    return t
+
+
+_ = timedelta  # re-exported for callers building DEMO_START offsets

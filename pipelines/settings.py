@@ -1,0 +1,58 @@
+"""One ``Settings`` for the whole service, from ``PRECOVERY_*`` environment variables.
+
+Nested groups use ``__``: ``PRECOVERY_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``,
+``PRECOVERY_API__PORT=8000``. Built by the cached :func:`get_settings`, never at import.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """Kafka edge."""
+
+    bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; None: no Kafka")
+    group_id: str = Field("precovery-stream", description="Consumer group of the stream workers")
+    telemetry_topic: str = Field("telemetry.v1", description="Input: telemetry, key = system")
+    positions_topic: str = Field("positions.v1", description="Input: positions, key = system")
+    market_topic: str = Field("market.v1", description="Input: market conditions, key = venue")
+    incidents_topic: str = Field("incidents.v1", description="Input/output: incidents")
+    recommendations_topic: str = Field("recommendations.v1", description="Output, key = system")
+    health_topic: str = Field("health.v1", description="Output, compacted, key = system")
+    dlq_topic: str = Field("telemetry.dlq.v1", description="Output: rejected input and why")
+    max_poll_records: int = Field(5000, description="Records per micro-batch, at most")
+    max_message_bytes: int = Field(64 * 1024, description="Larger input goes to the DLQ, bytes")
+
+
+class ApiSettings(BaseModel):
+    """HTTP edge."""
+
+    host: str = Field("127.0.0.1", description="Listen address")
+    port: int = Field(8000, description="Listen port")
+    max_body_bytes: int = Field(1024 * 1024, description="Largest request body, bytes")
+    max_events_per_request: int = Field(10_000, description="Events in one POST /v1/score")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with units in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="PRECOVERY_", env_nested_delimiter="__")
+
+    model_dir: Path = Field(Path("models/baseline"), description="Risk model directory")
+    state_dir: Path = Field(Path(".precovery"), description="Checkpoints and local state")
+    risk_cadence_s: float = Field(30.0, description="Event time between risk scorings, s")
+    tick_s: float = Field(10.0, description="Event time between decision rounds, s")
+    hold_s: float = Field(300.0, description="A lower action must hold this long, s")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,196 @@
+"""The stream worker: poll → decode → engine → publish → commit.
+
+One loop for every source (in memory for the embedded default, Kafka in production):
+
+1. poll a micro-batch of raw records;
+2. apply market and positions records first (newest wins), then decode and validate
+   the telemetry in one pass;
+3. run the engine over it (features, detectors, risk, health, decisions at each tick);
+4. publish recommendations, health snapshots and dead letters, and wait until the sink
+   has acknowledged them;
+5. only then commit the input offsets (at-least-once in, idempotent ids out).
+
+A dead letter keeps the original bytes as its value and says where it came from and why
+in headers: ``dlq.source.topic``, ``dlq.source.partition``, ``dlq.source.offset``,
+``dlq.reason``, ``dlq.detail``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from predictor.engine import Engine, StepResult
+from predictor.errors import ValidationError
+from predictor.events import Reject, decode_telemetry, loads
+from predictor.ports import OutRecord, RawRecord, Sink, Source
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    telemetry: str = "telemetry.v1"
+    positions: str = "positions.v1"
+    market: str = "market.v1"
+    recommendations: str = "recommendations.v1"
+    health: str = "health.v1"
+    dlq: str = "telemetry.dlq.v1"
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one iteration did (for logs, metrics and the terminal view)."""
+
+    records: int = 0
+    telemetry: int = 0
+    rejected: int = 0
+    recommendations: list[dict[str, Any]] = field(default_factory=list)
+    decode_s: float = 0.0
+    engine_s: float = 0.0
+    publish_s: float = 0.0
+
+
+class StreamWorker:
+    """Runs the engine over a source and publishes to a sink.
+
+    ``lock`` guards the engine against readers (the API) between batches.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: Source,
+        sink: Sink,
+        topics: Topics | None = None,
+        max_batch: int = 5000,
+        max_message_bytes: int = 64 * 1024,
+        lock: threading.Lock | None = None,
+        on_batch: Callable[[BatchReport, StepResult | None], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.source = source
+        self.sink = sink
+        self.topics = topics or Topics()
+        self.max_batch = max_batch
+        self.max_message_bytes = max_message_bytes
+        self.lock = lock or threading.Lock()
+        self.on_batch = on_batch
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, poll_timeout_s: float = 0.2, idle_exit: bool = False) -> None:
+        """Loop until :meth:`stop` (or, with ``idle_exit``, until a poll comes back empty)."""
+        while not self._stop.is_set():
+            report = self.run_once(poll_timeout_s)
+            if idle_exit and report.records == 0:
+                return
+
+    def run_once(self, poll_timeout_s: float = 0.2) -> BatchReport:
+        records = self.source.poll(self.max_batch, poll_timeout_s)
+        report = BatchReport(records=len(records))
+        if not records:
+            return report
+        t0 = time.perf_counter()
+        tele: list[RawRecord] = []
+        dead: list[tuple[RawRecord, Reject]] = []
+        out: list[OutRecord] = []
+        with self.lock:
+            for rec in records:
+                if rec.topic == self.topics.telemetry:
+                    tele.append(rec)
+                elif rec.topic in (self.topics.market, self.topics.positions):
+                    err = self._apply_context(rec)
+                    if err is not None:
+                        dead.append((rec, err))
+                else:
+                    dead.append((rec, Reject(0, "unknown_topic", rec.topic)))
+            batch = decode_telemetry(
+                [r.value for r in tele], self.engine.config.metric_names, self.max_message_bytes
+            )
+            t1 = time.perf_counter()
+            result = self.engine.process(batch)
+            t2 = time.perf_counter()
+            health = self._health_records() if result.recommendations or self._tick_moved() else []
+        for r in result.rejects:
+            dead.append((tele[r.index], r))
+        for rec_json in result.recommendations:
+            out.append(
+                OutRecord(
+                    self.topics.recommendations,
+                    orjson.dumps(rec_json),
+                    rec_json["system"].encode(),
+                    (("idempotency-key", rec_json["recommendation_id"].encode()),),
+                )
+            )
+        out.extend(health)
+        out.extend(self._dead_letter(rec, why) for rec, why in dead)
+        self.sink.publish(out)
+        t3 = time.perf_counter()
+        self.source.commit(_next_offsets(records))
+        report.telemetry = len(tele)
+        report.rejected = len(dead)
+        report.recommendations = result.recommendations
+        report.decode_s, report.engine_s, report.publish_s = t1 - t0, t2 - t1, t3 - t2
+        logger.debug(
+            "batch: %d records, %d telemetry, %d rejected, %d recommendations",
+            report.records, report.telemetry, report.rejected, len(result.recommendations),
+        )
+        if self.on_batch:
+            self.on_batch(report, result)
+        return report
+
+    _last_health_tick: int | None = None
+
+    def _tick_moved(self) -> bool:
+        t = self.engine.last_tick_ms
+        if t is not None and t != self._last_health_tick:
+            self._last_health_tick = t
+            return True
+        return False
+
+    def _apply_context(self, rec: RawRecord) -> Reject | None:
+        try:
+            obj = loads(rec.value, self.max_message_bytes)
+        except ValidationError as exc:
+            return Reject(0, exc.reason, exc.detail)
+        if rec.topic == self.topics.market:
+            rejects = self.engine.update_market([obj])
+        else:
+            rejects = self.engine.update_positions([obj])
+        return rejects[0] if rejects else None
+
+    def _health_records(self) -> list[OutRecord]:
+        as_of = self.engine.last_tick_ms
+        out = []
+        for view in self.engine.systems_view():
+            view = {**view, "as_of_ms": as_of}
+            out.append(OutRecord(self.topics.health, orjson.dumps(view), view["system"].encode()))
+        return out
+
+    def _dead_letter(self, rec: RawRecord, why: Reject) -> OutRecord:
+        headers = (
+            ("dlq.source.topic", rec.topic.encode()),
+            ("dlq.source.partition", str(rec.partition).encode()),
+            ("dlq.source.offset", str(rec.offset).encode()),
+            ("dlq.reason", why.reason.encode()),
+            ("dlq.detail", why.detail[:500].encode()),
+        )
+        return OutRecord(self.topics.dlq, rec.value, rec.key, headers)
+
+
+def _next_offsets(records: Sequence[RawRecord]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        if r.offset + 1 > out.get(tp, -1):
+            out[tp] = r.offset + 1
+    return out

@@ -1,0 +1,220 @@
+"""Train the failure-risk model from telemetry and incident history.
+
+Features come from the stream's own :class:`~predictor.engine.Engine` run over the
+history (train/serve parity by construction). Rows are taken every ``stride``-th event
+(at the default 10 s interval and stride 3, one row per 30 s: the stream's risk
+cadence), labelled from incidents (:func:`predictor.labels.make_labels`), split in time
+with a purge gap of one horizon between train and test, and scored on the test window
+with the metrics operators care about.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from pipelines.frames import detect_layout, frame_to_batch, iter_frames, read_head
+from predictor.engine import Engine, EngineConfig
+from predictor.errors import ValidationError
+from predictor.features import DEFAULT_METRICS
+from predictor.labels import Alarm, Incident, lead_time_report, make_labels
+from predictor.policy import PolicyConfig
+from predictor.risk import RiskModel
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Training settings.
+
+    Attributes
+    ----------
+    horizon_s
+        Label horizon H, seconds: positive if an incident starts within H.
+    stride
+        Keep every ``stride``-th event row (autocorrelated neighbours add little).
+    test_fraction
+        Share of the time range held out for the test window (the latest part).
+    min_warning_s
+        An incident counts as caught only with at least this much warning, seconds.
+    alarm_risk
+        Risk at which an alarm is counted in the lead-time metrics.
+    n_estimators, learning_rate, num_leaves
+        LightGBM parameters.
+    """
+
+    horizon_s: float = 1800.0
+    stride: int = 3
+    test_fraction: float = 0.3
+    min_warning_s: float = 300.0
+    alarm_risk: float = PolicyConfig().act_risk
+    n_estimators: int = 200
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    seed: int = 7
+
+
+@dataclass(slots=True)
+class Dataset:
+    x: np.ndarray
+    y: np.ndarray
+    ts_ms: np.ndarray
+    keys: list[tuple[str, str, str]]
+    feature_names: list[str]
+
+
+def read_incidents(path: Path) -> list[Incident]:
+    """Incidents from a CSV with the contract's columns."""
+    with path.open(newline="") as f:
+        return [Incident.from_record(row) for row in csv.DictReader(f)]
+
+
+def build_features(
+    frames: Iterable[pd.DataFrame],
+    metric_names: tuple[str, ...] = DEFAULT_METRICS,
+    stride: int = 3,
+    progress: Callable[[int], None] | None = None,
+) -> Dataset:
+    """Run the stream's engine over history frames and keep every ``stride``-th row."""
+    engine = Engine(EngineConfig(metric_names=metric_names))
+    xs, ts, keys = [], [], []
+    offset = 0
+    layout = None
+    for df in frames:
+        if layout is None:
+            layout = detect_layout(df, metric_names)
+        res = engine.process(frame_to_batch(df, layout, offset), collect_features=True, decide=False)
+        assert res.features is not None and res.ts_ms is not None
+        # Stride on the global row number so chunking does not change the sample.
+        keep = (res.index % stride) == 0
+        xs.append(res.features[keep])
+        ts.append(res.ts_ms[keep])
+        keys.extend(k for k, good in zip(res.keys, keep.tolist(), strict=True) if good)
+        offset += len(df)
+        if progress:
+            progress(len(df))
+    if not xs:
+        raise ValidationError("empty", "no telemetry rows")
+    return Dataset(
+        x=np.concatenate(xs),
+        y=np.zeros(0, dtype=np.int8),
+        ts_ms=np.concatenate(ts),
+        keys=keys,
+        feature_names=engine.feature_names,
+    )
+
+
+def alarms_from_scores(
+    keys: list[tuple[str, str, str]], ts_ms: np.ndarray, risk: np.ndarray, threshold: float,
+    refractory_s: float,
+) -> list[Alarm]:
+    """Rising edges of ``risk >= threshold`` per component, merged within ``refractory_s``."""
+    order = np.lexsort((ts_ms, np.array([f"{k[0]}\x00{k[1]}" for k in keys], dtype=object)))
+    alarms: list[Alarm] = []
+    last: dict[tuple[str, str], int] = {}
+    ref = int(refractory_s * 1000)
+    hot = risk >= threshold
+    for i in order[hot[order]].tolist():
+        comp = (keys[i][0], keys[i][1])
+        t = int(ts_ms[i])
+        prev = last.get(comp)
+        if prev is None or t - prev > ref:
+            alarms.append(Alarm(comp[0], comp[1], t))
+        last[comp] = t
+    return alarms
+
+
+def train_model(
+    data: Dataset, incidents: list[Incident], cfg: TrainConfig,
+    progress: Progress | None = None,
+) -> tuple[RiskModel, dict[str, Any]]:
+    """Label, split in time with a purge gap, fit, evaluate; returns (model, report)."""
+    y, keep = make_labels(data.keys, data.ts_ms, incidents, cfg.horizon_s)
+    order = np.argsort(data.ts_ms, kind="stable")
+    order = order[keep[order]]
+    x, y, ts = data.x[order], y[order], data.ts_ms[order]
+    keys = [data.keys[i] for i in order.tolist()]
+    t_min, t_max = int(ts[0]), int(ts[-1])
+    split = t_min + int((t_max - t_min) * (1 - cfg.test_fraction))
+    purge = int(cfg.horizon_s * 1000)
+    train = ts < split - purge  # the purge keeps test labels' horizons out of training
+    test = ts >= split
+    if y[train].sum() == 0 or y[test].sum() == 0:
+        raise ValidationError(
+            "too_few_incidents",
+            f"need incidents in both the train and test windows (train {int(y[train].sum())}"
+            f" positive rows, test {int(y[test].sum())}): give more history",
+        )
+    if progress:
+        progress("fit", 0.0)
+    t0 = time.perf_counter()
+    model = RiskModel(
+        horizon_s=cfg.horizon_s,
+        n_estimators=cfg.n_estimators,
+        learning_rate=cfg.learning_rate,
+        num_leaves=cfg.num_leaves,
+        seed=cfg.seed,
+    ).fit(x[train], y[train], data.feature_names)
+    fit_s = time.perf_counter() - t0
+    risk = model.predict_risk(x[test])
+    test_keys = [k for k, good in zip(keys, test.tolist(), strict=True) if good]
+    test_ts = ts[test]
+    test_start, test_end = int(test_ts[0]), int(test_ts[-1])
+    test_incidents = [i for i in incidents if test_start + purge <= i.started_ms <= test_end]
+    alarms = alarms_from_scores(test_keys, test_ts, risk, cfg.alarm_risk, cfg.horizon_s)
+    n_entities = len(set(test_keys))
+    days = (test_end - test_start) / 86_400_000
+    lead = lead_time_report(
+        alarms, test_incidents, cfg.horizon_s, cfg.min_warning_s, n_entities * days
+    )
+    y_test = y[test]
+    metrics = {
+        "rows_train": int(train.sum()),
+        "rows_test": int(test.sum()),
+        "positives_train": int(y[train].sum()),
+        "positives_test": int(y_test.sum()),
+        "pr_auc": float(average_precision_score(y_test, risk)),
+        "roc_auc": float(roc_auc_score(y_test, risk)),
+        "brier": float(brier_score_loss(y_test, risk)),
+        "base_rate_test": float(y_test.mean()),
+        "test_incidents": lead["incidents"],
+        "incidents_caught": lead["caught"],
+        "recall_at_min_warning": lead["recall"],
+        "median_lead_time_s": lead["median_lead_time_s"],
+        "false_alarms": lead["false_alarms"],
+        "false_alarms_per_entity_day": lead["false_alarms_per_entity_day"],
+        "fit_s": fit_s,
+    }
+    model.metrics_ = {k: float(v) for k, v in metrics.items() if v is not None}
+    return model, {"metrics": metrics, "per_incident": lead["per_incident"]}
+
+
+def train_files(
+    telemetry: Path,
+    incidents: Path,
+    cfg: TrainConfig,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[RiskModel, dict[str, Any]]:
+    """``precovery train``: features from a telemetry file, labels from an incidents CSV."""
+    layout = detect_layout(read_head(telemetry), DEFAULT_METRICS)
+    del layout  # validates the columns before the long pass
+    data = build_features(iter_frames(telemetry), DEFAULT_METRICS, cfg.stride, progress)
+    return train_model(data, read_incidents(incidents), cfg)
+
+
+def sim_frames(sim: Any, hours: float) -> Iterator[pd.DataFrame]:
+    """Telemetry frames of a simulator, an hour at a time."""
+    for chunk in sim.iter_chunks(hours, chunk_s=3600.0):
+        yield chunk.telemetry

@@ -1,0 +1,826 @@
+"""The full loop over a micro-batch: features → detectors → risk → health → decision.
+
+One :class:`Engine` owns the state of a set of systems (in production, of the Kafka
+partitions a worker holds). It is pure: event time comes from the events, never from a
+clock, so the same input sequence gives the same outputs, whatever the batch sizes.
+
+Time and ticks
+    The *watermark* is the largest event time accepted so far. Decisions are taken at
+    event-time *ticks* (every ``tick_s``): when the watermark crosses a tick boundary
+    ``T``, the batch is split there, the events before it are ingested, and every
+    component is decided at ``T``. Recommendations carry ``issued_at = T``, which makes
+    their ids independent of how the input was cut into micro-batches.
+
+Risk cadence
+    An entity's risk is re-scored when ``risk_cadence_s`` of event time has passed since
+    its last scoring, or at once when its anomaly score reaches ``risk_on_anomaly``;
+    scoring is batched into one LightGBM call per segment.
+
+Heartbeat rule
+    An entity silent for ``heartbeat_misses × heartbeat_interval_s`` of event time
+    (against the watermark) is failing *now*: health 0 and ``failover_now``.
+
+Emission
+    A component's recommendation is emitted when its action escalates, at once, or
+    de-escalates after the lower action has held for ``hold_s`` (no flapping). Every
+    emission bumps the system's fencing ``epoch``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from predictor.batching import rounds
+from predictor.detectors import Detector, make_detector
+from predictor.errors import ModelError, UnknownEntityError, ValidationError
+from predictor.events import (
+    SESSIONS,
+    MarketState,
+    Position,
+    Reject,
+    TelemetryBatch,
+    ms_to_iso,
+    parse_market,
+    parse_position,
+)
+from predictor.features import DEFAULT_METRICS, FeatureState
+from predictor.health import host_health, roll_up_min, system_health
+from predictor.market import (
+    CLOSING_AUCTION,
+    CONTINUOUS,
+    OPENING_AUCTION,
+    CostConfig,
+    Exposure,
+    MarketArrays,
+)
+from predictor.policy import ACTIONS, PolicyConfig, decide
+from predictor.risk import RiskModel
+
+logger = logging.getLogger(__name__)
+
+#: Engine-level features after the per-entity ones. Market context (session, volatility)
+#: is deliberately *not* a model feature: training files carry telemetry only, and a
+#: feature the stream has but training lacks would break train/serve parity.
+EXTRA_FEATURES = ("anomaly_score",)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Knobs of the loop; every duration in seconds.
+
+    Attributes
+    ----------
+    metric_names
+        Metrics tracked per entity (the model declares the ones it was trained on).
+    detector
+        Online detector: ``ewmaz`` (vectorised, default) or ``hst`` (river).
+    heartbeat_interval_s, heartbeat_misses
+        Expected telemetry interval and how many missed ones mean failure now.
+    risk_cadence_s
+        Event time between two risk scorings of an entity (0: every event).
+    risk_on_anomaly
+        An anomaly score at or above this re-scores risk at once.
+    tick_s
+        Event time between two decision rounds.
+    late_tolerance_s
+        An event older than its entity's last one by more than this is ``out_of_order``.
+    max_future_skew_s
+        An event newer than the batch's median time by more than this (plus the batch's
+        own spread below its median) is rejected as ``future_timestamp``.
+    max_entities
+        Hosts tracked at most; more are rejected with ``entity_capacity``.
+    hold_s
+        A lower action must hold this long before a recommendation de-escalates.
+    default_horizon_s
+        Horizon H used when no model is loaded.
+    top_reasons
+        Reasons given per recommendation.
+    """
+
+    metric_names: tuple[str, ...] = DEFAULT_METRICS
+    detector: str = "ewmaz"
+    heartbeat_interval_s: float = 10.0
+    heartbeat_misses: int = 3
+    risk_cadence_s: float = 30.0
+    risk_on_anomaly: float = 0.9999
+    tick_s: float = 10.0
+    late_tolerance_s: float = 60.0
+    max_future_skew_s: float = 300.0
+    max_entities: int = 200_000
+    hold_s: float = 300.0
+    default_horizon_s: float = 1800.0
+    top_reasons: int = 3
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    costs: CostConfig = field(default_factory=CostConfig)
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one call of :meth:`Engine.process` produced.
+
+    ``anomaly``, ``risk`` and ``health`` have one value per *accepted* row, aligned with
+    ``index`` (positions in the input batch); ``features`` too when collected.
+    """
+
+    index: np.ndarray
+    anomaly: np.ndarray
+    risk: np.ndarray
+    health: np.ndarray
+    rejects: list[Reject]
+    recommendations: list[dict[str, Any]]
+    features: np.ndarray | None = None
+    keys: list[tuple[str, str, str]] = field(default_factory=list)
+    ts_ms: np.ndarray | None = None
+
+
+def feature_names(metric_names: Sequence[str] = DEFAULT_METRICS) -> list[str]:
+    """Columns the risk model sees, in order (the stream's and training's alike)."""
+    return FeatureState(metric_names, capacity=1).feature_names + list(EXTRA_FEATURES)
+
+
+class _Grow:
+    """Capacity bookkeeping for per-slot arrays."""
+
+    @staticmethod
+    def grow(arr: np.ndarray, size: int, fill: float | int | bool) -> np.ndarray:
+        if size <= len(arr):
+            return arr
+        new = np.full((max(size, 2 * len(arr)), *arr.shape[1:]), fill, dtype=arr.dtype)
+        new[: len(arr)] = arr
+        return new
+
+
+class Engine:
+    """The stateful loop for a set of systems.
+
+    Parameters
+    ----------
+    config
+        Loop settings.
+    model
+        The failure-risk model, or None (anomaly and health only, no decisions but the
+        heartbeat rule).
+    critical
+        ``(system, component) -> critical?`` for the system roll-up; unknown ones are
+        critical.
+    system_venue
+        ``system -> venue`` where known before positions arrive.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        model: RiskModel | None = None,
+        critical: Mapping[tuple[str, str], bool] | None = None,
+        system_venue: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        cfg = self.config
+        self.features = FeatureState(cfg.metric_names)
+        self.detector: Detector = make_detector(cfg.detector, len(cfg.metric_names))
+        self.feature_names = self.features.feature_names + list(EXTRA_FEATURES)
+        self._critical = dict(critical or {})
+        self._system_venue_cfg = dict(system_venue or {})
+        self.model: RiskModel | None = None
+        self.set_model(model)
+
+        self._slot: dict[tuple[str, str, str], int] = {}
+        self._keys: list[tuple[str, str, str]] = []
+        self._comp: dict[tuple[str, str], int] = {}
+        self._comp_keys: list[tuple[str, str]] = []
+        self._comp_slots: list[list[int]] = []
+        self._system: dict[str, int] = {}
+        self._system_names: list[str] = []
+        self._venue: dict[str, int] = {}
+        self._venue_names: list[str] = []
+
+        self.slot_comp = np.zeros(64, dtype=np.int64)
+        self.risk = np.full(64, np.nan)
+        self.risk_ts = np.full(64, np.iinfo(np.int64).min // 2, dtype=np.int64)
+        self.anomaly = np.zeros(64)
+        self.dead = np.zeros(64, dtype=bool)
+        self.latest = np.zeros((64, len(self.feature_names)), dtype=np.float32)
+
+        self.comp_system = np.zeros(16, dtype=np.int64)
+        self.comp_critical = np.ones(16, dtype=bool)
+        self.comp_action = np.zeros(16, dtype=np.int8)
+        self.comp_lower_since = np.full(16, -1, dtype=np.int64)
+
+        self.sys_venue = np.full(8, -1, dtype=np.int64)
+        self.sys_net = np.zeros(8)
+        self.sys_gross = np.zeros(8)
+        self.sys_orders = np.zeros(8)
+        self.sys_epoch = np.zeros(8, dtype=np.int64)
+        self.sys_positions_ts = np.zeros(8, dtype=np.int64)
+
+        self.v_vol = np.zeros(4)
+        self.v_spread = np.zeros(4)
+        self.v_depth = np.zeros(4)
+        self.v_session = np.zeros(4, dtype=np.int64)
+        self.v_event = np.zeros(4, dtype=bool)
+        self.v_ts = np.zeros(4, dtype=np.int64)
+        self.v_session_since = np.zeros(4, dtype=np.int64)
+        self.v_event_since = np.zeros(4, dtype=np.int64)
+
+        self.watermark_ms: int | None = None
+        self.last_tick_ms: int | None = None
+        self.host_health = np.full(64, 100.0)
+        self.comp_health = np.full(16, 100.0)
+        self.sys_health = np.full(8, 100.0)
+        self.latest_rec: dict[int, dict[str, Any]] = {}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.counters: dict[str, int] = {
+            "events": 0,
+            "rejected": 0,
+            "risk_scored": 0,
+            "recommendations": 0,
+            "ticks": 0,
+        }
+        self.reject_reasons: dict[str, int] = {}
+
+    # -- model ------------------------------------------------------------------------
+    def set_model(self, model: RiskModel | None) -> None:
+        """Swap the risk model (hot reload); its features must match the stream's."""
+        if model is not None and list(model.feature_names_) != self.feature_names:
+            missing = set(model.feature_names_) - set(self.feature_names)
+            raise ModelError(
+                f"model features do not match the stream's ({len(model.feature_names_)} vs "
+                f"{len(self.feature_names)}; missing here: {sorted(missing)[:5]})"
+            )
+        self.model = model
+
+    @property
+    def horizon_s(self) -> float:
+        return self.model.horizon_s if self.model else self.config.default_horizon_s
+
+    @property
+    def model_version(self) -> str | None:
+        return self.model.version if self.model else None
+
+    # -- registries -------------------------------------------------------------------
+    def _register(self, key: tuple[str, str, str]) -> int:
+        slot = len(self._keys)
+        self._slot[key] = slot
+        self._keys.append(key)
+        system, component, _host = key
+        sidx = self._system_index(system)
+        ckey = (system, component)
+        cidx = self._comp.get(ckey)
+        if cidx is None:
+            cidx = len(self._comp_keys)
+            self._comp[ckey] = cidx
+            self._comp_keys.append(ckey)
+            self._comp_slots.append([])
+            n = cidx + 1
+            self.comp_system = _Grow.grow(self.comp_system, n, 0)
+            self.comp_critical = _Grow.grow(self.comp_critical, n, True)
+            self.comp_action = _Grow.grow(self.comp_action, n, 0)
+            self.comp_lower_since = _Grow.grow(self.comp_lower_since, n, -1)
+            self.comp_health = _Grow.grow(self.comp_health, n, 100.0)
+            self.comp_system[cidx] = sidx
+            self.comp_critical[cidx] = self._critical.get(ckey, True)
+        self._comp_slots[cidx].append(slot)
+        n = slot + 1
+        self.slot_comp = _Grow.grow(self.slot_comp, n, 0)
+        self.risk = _Grow.grow(self.risk, n, np.nan)
+        self.risk_ts = _Grow.grow(self.risk_ts, n, np.iinfo(np.int64).min // 2)
+        self.anomaly = _Grow.grow(self.anomaly, n, 0.0)
+        self.dead = _Grow.grow(self.dead, n, False)
+        self.latest = _Grow.grow(self.latest, n, 0.0)
+        self.host_health = _Grow.grow(self.host_health, n, 100.0)
+        self.slot_comp[slot] = cidx
+        return slot
+
+    def _system_index(self, system: str) -> int:
+        sidx = self._system.get(system)
+        if sidx is None:
+            sidx = len(self._system_names)
+            self._system[system] = sidx
+            self._system_names.append(system)
+            n = sidx + 1
+            for name, fill in (
+                ("sys_venue", -1),
+                ("sys_net", 0.0),
+                ("sys_gross", 0.0),
+                ("sys_orders", 0.0),
+                ("sys_epoch", 0),
+                ("sys_positions_ts", 0),
+                ("sys_health", 100.0),
+            ):
+                setattr(self, name, _Grow.grow(getattr(self, name), n, fill))
+            venue = self._system_venue_cfg.get(system)
+            if venue is not None:
+                self.sys_venue[sidx] = self._venue_index(venue)
+        return sidx
+
+    def _venue_index(self, venue: str) -> int:
+        vidx = self._venue.get(venue)
+        if vidx is None:
+            vidx = len(self._venue_names)
+            self._venue[venue] = vidx
+            self._venue_names.append(venue)
+            n = vidx + 1
+            # Until a venue reports, assume it is open and ordinary: the conservative
+            # guess for an outage, neither free nor penalised for a switch.
+            for name, fill in (
+                ("v_vol", 2.0),
+                ("v_spread", 2.0),
+                ("v_depth", 5e6),
+                ("v_session", CONTINUOUS),
+                ("v_event", False),
+                ("v_ts", 0),
+                ("v_session_since", 0),
+                ("v_event_since", 0),
+            ):
+                setattr(self, name, _Grow.grow(getattr(self, name), n, fill))
+        return vidx
+
+    @property
+    def n_entities(self) -> int:
+        return len(self._keys)
+
+    # -- context streams --------------------------------------------------------------
+    def update_positions(self, objs: Iterable[Any]) -> list[Reject]:
+        """Apply positions.v1 updates (objects or ``Position``); newest per system wins."""
+        rejects = []
+        for i, obj in enumerate(objs):
+            try:
+                pos = obj if isinstance(obj, Position) else parse_position(obj)
+            except ValidationError as exc:
+                rejects.append(Reject(i, exc.reason, exc.detail))
+                continue
+            s = self._system_index(pos.system)
+            if pos.ts_ms < self.sys_positions_ts[s]:
+                continue
+            self.sys_positions_ts[s] = pos.ts_ms
+            self.sys_venue[s] = self._venue_index(pos.venue)
+            self.sys_net[s] = pos.net_notional_usd
+            self.sys_gross[s] = pos.gross_notional_usd
+            self.sys_orders[s] = pos.open_orders
+        self._count_rejects(rejects)
+        return rejects
+
+    def update_market(self, objs: Iterable[Any]) -> list[Reject]:
+        """Apply market.v1 updates (objects or ``MarketState``); newest per venue wins."""
+        rejects = []
+        for i, obj in enumerate(objs):
+            try:
+                m = obj if isinstance(obj, MarketState) else parse_market(obj)
+            except ValidationError as exc:
+                rejects.append(Reject(i, exc.reason, exc.detail))
+                continue
+            v = self._venue_index(m.venue)
+            if m.ts_ms < self.v_ts[v]:
+                continue
+            code = SESSIONS.index(m.session)
+            if self.v_ts[v] == 0 or code != self.v_session[v]:
+                self.v_session_since[v] = m.ts_ms
+            if m.event_risk and not self.v_event[v]:
+                self.v_event_since[v] = m.ts_ms
+            self.v_ts[v] = m.ts_ms
+            self.v_vol[v] = m.volatility_bps_per_min
+            self.v_spread[v] = m.spread_bps
+            self.v_depth[v] = m.depth_usd
+            self.v_session[v] = code
+            self.v_event[v] = m.event_risk
+        self._count_rejects(rejects)
+        return rejects
+
+    def _count_rejects(self, rejects: Sequence[Reject]) -> None:
+        self.counters["rejected"] += len(rejects)
+        for r in rejects:
+            self.reject_reasons[r.reason] = self.reject_reasons.get(r.reason, 0) + 1
+
+    # -- the loop ---------------------------------------------------------------------
+    def process(
+        self, batch: TelemetryBatch, collect_features: bool = False, decide: bool = True
+    ) -> StepResult:
+        """Ingest one decoded micro-batch; decide at every tick it crosses.
+
+        With ``decide=False`` (offline scoring and training) the batch is one segment and
+        no decisions are taken, which is much faster on long batches of history.
+        """
+        cfg = self.config
+        rejects = list(batch.rejects)
+        n = len(batch)
+        slots = np.empty(n, dtype=np.int64)
+        ok = np.ones(n, dtype=bool)
+        ts_list = batch.ts_ms.tolist()
+        future_limit = 0
+        if n:
+            # A bogus far-future stamp would move the watermark and fire the heartbeat
+            # rule fleet-wide. The limit follows the batch (a replay of old data is fine)
+            # and widens with the batch's own spread (one wide batch of history too).
+            med = int(np.median(batch.ts_ms))
+            spread = med - int(batch.ts_ms.min())
+            future_limit = med + spread + int(cfg.max_future_skew_s * 1000)
+        tol = int(cfg.late_tolerance_s * 1000)
+        seen: dict[int, int] = {}
+        fn, fl = self.features.n, self.features.last_ts
+        cap = len(fn)
+        slot_get = self._slot.get
+        for i, (key, t) in enumerate(zip(batch.keys, ts_list, strict=True)):
+            s = slot_get(key)
+            if s is None:
+                if len(self._keys) >= cfg.max_entities:
+                    ok[i] = False
+                    rejects.append(Reject(int(batch.index[i]), "entity_capacity", str(key)))
+                    continue
+                s = self._register(key)
+            slots[i] = s
+            prev = seen.get(s)
+            if prev is None and s < cap and fn[s] > 0:
+                prev = int(fl[s])
+            reason = None
+            if t > future_limit:
+                reason = "future_timestamp"
+            elif prev is not None:
+                if t == prev:
+                    reason = "duplicate"
+                elif t < prev - tol:
+                    reason = "out_of_order"
+            if reason is not None:
+                ok[i] = False
+                rejects.append(Reject(int(batch.index[i]), reason, f"{'/'.join(key)} ts={t}"))
+                continue
+            seen[s] = t if prev is None else max(prev, t)
+        self._count_rejects(rejects)
+
+        slots, ts, x, index = slots[ok], batch.ts_ms[ok], batch.x[ok], batch.index[ok]
+        keys = [k for k, good in zip(batch.keys, ok.tolist(), strict=True) if good]
+        m = len(slots)
+        anomaly = np.zeros(m)
+        risk = np.full(m, np.nan)
+        feats = np.empty((m, len(self.feature_names)), dtype=np.float32) if collect_features else None
+        recs: list[dict[str, Any]] = []
+
+        tick_ms = int(cfg.tick_s * 1000)
+        wm0 = self.watermark_ms if self.watermark_ms is not None else (int(ts[0]) if m else 0)
+        running = np.maximum.accumulate(np.maximum(ts, wm0)) if m else ts
+        tick_idx = running // tick_ms
+        start_tick = wm0 // tick_ms
+        cuts = np.flatnonzero(np.diff(np.concatenate([[start_tick], tick_idx])) > 0)
+        bounds = [0, *cuts.tolist(), m] if decide else [0, m]
+        for j in range(len(bounds) - 1):
+            lo, hi = bounds[j], bounds[j + 1]
+            if hi > lo:
+                seg = np.arange(lo, hi)
+                a, r, f = self._ingest(slots[seg], ts[seg], x[seg])
+                anomaly[seg], risk[seg] = a, r
+                if feats is not None:
+                    feats[seg] = f
+                self.watermark_ms = max(wm0, int(running[hi - 1]))
+            if hi < m and decide:  # the row at ``hi`` crosses into a new tick: decide at its boundary
+                recs.extend(self._tick(int(tick_idx[hi]) * tick_ms))
+        self.counters["events"] += m
+        health = host_health(risk, anomaly, np.zeros(m, dtype=bool))
+        return StepResult(
+            index=index,
+            anomaly=anomaly,
+            risk=risk,
+            health=health,
+            rejects=rejects,
+            recommendations=recs,
+            features=feats,
+            keys=keys if collect_features else [],
+            ts_ms=ts if collect_features else None,
+        )
+
+    def _ingest(
+        self, s: np.ndarray, t: np.ndarray, x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.config
+        batch_rounds = rounds(s)
+        f = self.features.update(s, t, x, batch_rounds)
+        a = self.detector.score_learn_many(s, x)
+        full = np.concatenate([f, a[:, None].astype(np.float32)], axis=1)
+
+        cadence = int(cfg.risk_cadence_s * 1000)
+        due = np.zeros(len(s), dtype=bool)
+        for idx in batch_rounds:
+            e = s[idx]
+            d = (t[idx] - self.risk_ts[e] >= cadence) | (a[idx] >= cfg.risk_on_anomaly)
+            self.risk_ts[e[d]] = t[idx][d]
+            due[idx[d]] = True
+
+        risk_rows = np.full(len(s), np.nan)
+        if self.model is not None and due.any():
+            rows = np.flatnonzero(due)
+            risk_rows[rows] = self.model.predict_risk(full[rows])
+            self.counters["risk_scored"] += len(rows)
+            last_due = _last_per_key(s[rows])
+            self.risk[s[rows[last_due]]] = risk_rows[rows[last_due]]
+        last = _last_per_key(s)
+        ls = s[last]
+        self.anomaly[ls] = a[last]
+        self.latest[ls] = full[last]
+        self.dead[ls] = False
+        # Rows between scorings carry their entity's latest risk forward.
+        if self.model is not None:
+            risk_rows = np.where(np.isnan(risk_rows), self.risk[s], risk_rows)
+        return a, risk_rows, full
+
+    def flush(self, now_ms: int | None = None) -> list[dict[str, Any]]:
+        """Decide at ``now_ms`` (default: the watermark) without waiting for a tick."""
+        t = now_ms if now_ms is not None else self.watermark_ms
+        return [] if t is None else self._tick(int(t))
+
+    def _tick(self, t_ms: int) -> list[dict[str, Any]]:
+        cfg = self.config
+        self.last_tick_ms = t_ms
+        self.counters["ticks"] += 1
+        n = self.n_entities
+        nc = len(self._comp_keys)
+        if n == 0:
+            return []
+        seen = self.features.n[:n] > 0
+        age_ms = t_ms - self.features.last_ts[:n]
+        limit = cfg.heartbeat_misses * cfg.heartbeat_interval_s * 1000
+        dead = seen & (age_ms > limit)
+        self.dead[:n] = dead
+
+        hh = host_health(self.risk[:n], self.anomaly[:n], dead)
+        self.host_health[:n] = hh
+        comp_of = self.slot_comp[:n]
+        self.comp_health[:nc] = roll_up_min(hh, comp_of, nc)
+        ns = len(self._system_names)
+        self.sys_health[:ns] = system_health(
+            self.comp_health[:nc], self.comp_system[:nc], self.comp_critical[:nc], ns
+        )
+
+        comp_risk = np.full(nc, -np.inf)
+        live = ~dead & ~np.isnan(self.risk[:n])
+        np.maximum.at(comp_risk, comp_of[live], self.risk[:n][live])
+        comp_risk[np.isinf(comp_risk)] = np.nan
+        comp_dead = np.zeros(nc, dtype=bool)
+        comp_dead[comp_of[dead]] = True
+
+        sysi = self.comp_system[:nc]
+        exposure = Exposure(self.sys_net[sysi], self.sys_gross[sysi], self.sys_orders[sysi])
+        venue = self.sys_venue[sysi]
+        known = venue >= 0
+        v = np.maximum(venue, 0)
+
+        def pick(arr: np.ndarray, default: float | int | bool) -> np.ndarray:
+            return np.where(known, arr[v], default)
+
+        market = MarketArrays(
+            pick(self.v_vol, 2.0),
+            pick(self.v_spread, 2.0),
+            pick(self.v_depth, 5e6),
+            pick(self.v_session, CONTINUOUS),
+            pick(self.v_event, False),
+        )
+        window = np.full(nc, np.nan)
+        sess = market.session
+        in_auction = (sess == OPENING_AUCTION) | (sess == CLOSING_AUCTION)
+        auction_end = self.v_session_since[v] + cfg.costs.auction_length_s * 1000
+        event_end = self.v_event_since[v] + cfg.costs.event_risk_length_s * 1000
+        ends = np.where(in_auction, auction_end, -np.inf)
+        ends = np.where(market.event_risk, np.maximum(ends, event_end), ends)
+        has = known & np.isfinite(ends)
+        # A window that should already have opened is assumed to open within 30 s.
+        window[has] = np.maximum((ends[has] - t_ms) / 1000.0, 30.0)
+
+        decision = decide(
+            comp_risk, comp_dead, exposure, market, window, cfg.policy, cfg.costs, self.horizon_s
+        )
+        proposed = decision.action
+        if self.model is None:  # without a model only the heartbeat rule decides
+            proposed = np.where(comp_dead, proposed, 0).astype(np.int8)
+        current = self.comp_action[:nc]
+        up = proposed > current
+        down = proposed < current
+        since = self.comp_lower_since[:nc]
+        since[~down] = -1
+        since[down & (since < 0)] = t_ms
+        hold = int(cfg.hold_s * 1000)
+        emit = up | (down & (t_ms - since >= hold))
+        out = []
+        for c in np.flatnonzero(emit).tolist():
+            out.append(self._recommend(c, int(proposed[c]), t_ms, decision, comp_risk, market))
+            current[c] = proposed[c]
+            since[c] = -1
+        return out
+
+    def _recommend(
+        self,
+        c: int,
+        action: int,
+        t_ms: int,
+        d: Any,
+        comp_risk: np.ndarray,
+        market: MarketArrays,
+    ) -> dict[str, Any]:
+        system, component = self._comp_keys[c]
+        s = int(self.comp_system[c])
+        self.sys_epoch[s] += 1
+        epoch = int(self.sys_epoch[s])
+        hosts = self._comp_slots[c]
+        reasons: list[dict[str, Any]] = []
+        dead_hosts = [h for h in hosts if self.dead[h]]
+        if dead_hosts:
+            h = dead_hosts[0]
+            age = (t_ms - int(self.features.last_ts[h])) / 1000.0
+            reasons.append(
+                {"feature": "heartbeat_missed_s", "value": round(age, 1), "contribution": None}
+            )
+        elif self.model is not None:
+            worst = max(hosts, key=lambda h: -1.0 if np.isnan(self.risk[h]) else self.risk[h])
+            explained = self.model.explain(self.latest[worst : worst + 1], self.config.top_reasons)
+            reasons = [r.as_dict() for r in explained[0]]
+        risk = comp_risk[c]
+        model_version = self.model_version
+        name = ACTIONS[action]
+        ident = f"{system}|{component}|{name}|{t_ms}|{epoch}|{model_version}"
+        vidx = int(self.sys_venue[s])
+        window = d.window_in_s[c]
+        rec = {
+            "recommendation_id": hashlib.sha256(ident.encode()).hexdigest()[:32],
+            "epoch": epoch,
+            "issued_at": ms_to_iso(t_ms),
+            "system": system,
+            "component": component,
+            "action": name,
+            "not_before": (
+                ms_to_iso(t_ms + int(window * 1000)) if name == "failover_at_window" else None
+            ),
+            "risk": None if np.isnan(risk) else round(float(risk), 4),
+            "horizon_s": self.horizon_s,
+            "health": round(float(self.comp_health[c]), 1),
+            "expected_loss_stay_usd": _usd(d.expected_loss_stay_usd[c]),
+            "expected_cost_switch_usd": _usd(d.expected_cost_switch_usd[c]),
+            "cost_switch_now_usd": _usd(d.cost_switch_now_usd[c]),
+            "cost_switch_at_window_usd": _usd(d.cost_switch_window_usd[c]),
+            "outage_loss_usd": _usd(d.outage_loss_usd[c]),
+            "exposure_usd": {
+                "net": _usd(self.sys_net[s]),
+                "gross": _usd(self.sys_gross[s]),
+                "open_orders": int(self.sys_orders[s]),
+            },
+            "market": {
+                "venue": self._venue_names[vidx] if vidx >= 0 else None,
+                "session": SESSIONS[int(market.session[c])],
+                "volatility_bps_per_min": round(float(market.volatility_bps_per_min[c]), 3),
+                "spread_bps": round(float(market.spread_bps[c]), 3),
+                "depth_usd": _usd(market.depth_usd[c]),
+                "event_risk": bool(market.event_risk[c]),
+                "window_in_s": None if np.isnan(window) else round(float(window), 1),
+            },
+            "reasons": reasons,
+            "model_version": model_version,
+        }
+        self.latest_rec[c] = rec
+        self.recent.append(rec)
+        self.counters["recommendations"] += 1
+        logger.debug("recommendation %s %s/%s %s", rec["recommendation_id"], system, component, name)
+        return rec
+
+    # -- views for the API and the terminal ---------------------------------------------
+    def systems_view(self) -> list[dict[str, Any]]:
+        """One summary per system: health, worst component, most urgent action."""
+        out = []
+        nc = len(self._comp_keys)
+        for s, name in enumerate(self._system_names):
+            comps = [c for c in range(nc) if self.comp_system[c] == s]
+            if not comps:
+                continue
+            worst = min(comps, key=lambda c: self.comp_health[c])
+            action = max(int(self.comp_action[c]) for c in comps)
+            out.append(
+                {
+                    "system": name,
+                    "health": round(float(self.sys_health[s]), 1),
+                    "worst_component": self._comp_keys[worst][1],
+                    "worst_component_health": round(float(self.comp_health[worst]), 1),
+                    "max_risk": _round_or_none(max(self._comp_risk(c) for c in comps)),
+                    "action": ACTIONS[action],
+                    "components": len(comps),
+                    "epoch": int(self.sys_epoch[s]),
+                }
+            )
+        return out
+
+    def _comp_risk(self, c: int) -> float:
+        vals = [self.risk[h] for h in self._comp_slots[c] if not np.isnan(self.risk[h])]
+        return max(vals) if vals else float("nan")
+
+    def system_view(self, system: str) -> dict[str, Any]:
+        """Components, hosts, exposure and market of one system."""
+        s = self._system.get(system)
+        if s is None:
+            raise UnknownEntityError(f"unknown system {system!r}")
+        wm = self.watermark_ms or 0
+        comps = []
+        for c, (_sys, component) in enumerate(self._comp_keys):
+            if self.comp_system[c] != s:
+                continue
+            hosts = [
+                {
+                    "host": self._keys[h][2],
+                    "health": round(float(self.host_health[h]), 1),
+                    "risk": _round_or_none(self.risk[h]),
+                    "anomaly_score": round(float(self.anomaly[h]), 4),
+                    "heartbeat_age_s": round((wm - int(self.features.last_ts[h])) / 1000.0, 1),
+                    "heartbeat_missed": bool(self.dead[h]),
+                }
+                for h in self._comp_slots[c]
+            ]
+            comps.append(
+                {
+                    "component": component,
+                    "critical": bool(self.comp_critical[c]),
+                    "health": round(float(self.comp_health[c]), 1),
+                    "risk": _round_or_none(self._comp_risk(c)),
+                    "action": ACTIONS[int(self.comp_action[c])],
+                    "hosts": hosts,
+                    "latest_recommendation": self.latest_rec.get(c),
+                }
+            )
+        v = int(self.sys_venue[s])
+        market = None
+        if v >= 0:
+            market = {
+                "venue": self._venue_names[v],
+                "session": SESSIONS[int(self.v_session[v])],
+                "volatility_bps_per_min": round(float(self.v_vol[v]), 3),
+                "spread_bps": round(float(self.v_spread[v]), 3),
+                "depth_usd": _usd(self.v_depth[v]),
+                "event_risk": bool(self.v_event[v]),
+            }
+        return {
+            "system": system,
+            "health": round(float(self.sys_health[s]), 1),
+            "as_of": ms_to_iso(wm) if wm else None,
+            "epoch": int(self.sys_epoch[s]),
+            "exposure_usd": {
+                "net": _usd(self.sys_net[s]),
+                "gross": _usd(self.sys_gross[s]),
+                "open_orders": int(self.sys_orders[s]),
+            },
+            "market": market,
+            "components": comps,
+            "model_version": self.model_version,
+            "horizon_s": self.horizon_s,
+        }
+
+    @property
+    def systems(self) -> list[str]:
+        return list(self._system_names)
+
+    # -- state -----------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything but the model and config, as a picklable value."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("model", "config")}
+        state["features"] = self.features.snapshot()
+        state["detector"] = self.detector.snapshot()
+        return copy.deepcopy(state)
+
+    @classmethod
+    def from_snapshot(
+        cls, snap: dict[str, Any], config: EngineConfig, model: RiskModel | None = None
+    ) -> Engine:
+        eng = cls(config)
+        state = copy.deepcopy(snap)
+        eng.features = FeatureState.from_snapshot(state.pop("features"))
+        eng.detector.restore(state.pop("detector"))
+        eng.__dict__.update(state)
+        eng.set_model(model)
+        return eng
+
+    def nbytes_per_entity(self) -> float:
+        """State bytes per tracked host: features + detector + loop arrays."""
+        n = max(1, self.n_entities)
+        loop = sum(
+            a.nbytes / len(a)
+            for a in (self.slot_comp, self.risk, self.risk_ts, self.anomaly, self.dead,
+                      self.latest, self.host_health)
+        )
+        return self.features.nbytes_per_entity() + self.detector.nbytes_per_entity() + loop + (
+            200.0 * len(self._keys) / n  # registry dict + key tuple, measured ≈ 200 B
+        )
+
+
+def _last_per_key(keys: np.ndarray) -> np.ndarray:
+    """Index of the last occurrence of each distinct key."""
+    rev = keys[::-1]
+    _, first_in_rev = np.unique(rev, return_index=True)
+    return len(keys) - 1 - first_in_rev
+
+
+def _usd(v: float | np.floating[Any]) -> float | None:
+    f = float(v)
+    return None if not np.isfinite(f) else round(f, 2)
+
+
+def _round_or_none(v: float | np.floating[Any], nd: int = 4) -> float | None:
+    f = float(v)
+    return None if np.isnan(f) else round(f, nd)

@@ -1,0 +1,288 @@
+"""Data contracts of DESIGN.md §2 and their validation.
+
+Decoding is the first step of the hot path, so telemetry is decoded a micro-batch at a
+time into columns (entity keys, ``ts_ms`` and a float matrix over the metrics the engine
+tracks). Every rejected message keeps its index and a short reason, so the caller can
+dead-letter it and carry on.
+
+>>> batch = decode_telemetry(
+...     [b'{"ts": 1767571200000, "system": "s", "component": "c", "host": "h",'
+...      b' "metrics": {"cpu_pct": 12.5}}', b'{"ts": "nope"}'],
+...     metric_names=("cpu_pct", "mem_pct"),
+... )
+>>> batch.keys, batch.x.tolist()
+([('s', 'c', 'h')], [[12.5, nan]])
+>>> batch.rejects
+[Reject(index=1, reason='missing_field', detail='system')]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from predictor.errors import ValidationError
+
+SESSIONS = ("closed", "pre_open", "opening_auction", "continuous", "closing_auction")
+SESSION_CODE = {name: i for i, name in enumerate(SESSIONS)}
+
+#: Epoch-ms bounds a timestamp must fall in (2000-01-01 .. 2100-01-01).
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 4_102_444_800_000
+
+#: Default upper bound for one encoded message, bytes.
+DEFAULT_MAX_BYTES = 64 * 1024
+#: At most this many metrics in one telemetry event.
+MAX_METRICS = 256
+#: Longest system/component/host/venue name, characters.
+MAX_NAME = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A message that failed validation: its index in the batch and why."""
+
+    index: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class TelemetryBatch:
+    """Decoded telemetry, one row per accepted event, in arrival order.
+
+    ``index`` maps each row back to its position in the input batch.
+    """
+
+    keys: list[tuple[str, str, str]]
+    ts_ms: np.ndarray
+    x: np.ndarray
+    index: np.ndarray
+    rejects: list[Reject] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def parse_ts(value: Any) -> int:
+    """Epoch milliseconds from an int/float epoch-ms or an RFC 3339 string.
+
+    >>> parse_ts("2026-01-05T00:00:00Z"), parse_ts(1767571200000)
+    (1767571200000, 1767571200000)
+    """
+    if isinstance(value, bool):
+        raise ValidationError("wrong_type", "ts")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValidationError("non_finite", "ts")
+        ms = int(value)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError("bad_timestamp", f"ts {value[:40]!r}") from None
+        if dt.tzinfo is None:
+            raise ValidationError("bad_timestamp", "ts has no UTC offset")
+        ms = int(dt.timestamp() * 1000)
+    else:
+        raise ValidationError("wrong_type", "ts")
+    if not MIN_TS_MS <= ms < MAX_TS_MS:
+        raise ValidationError("bad_timestamp", "ts out of range 2000..2100")
+    return ms
+
+
+def ms_to_iso(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds and a ``Z``.
+
+    >>> ms_to_iso(1767571200123)
+    '2026-01-05T00:00:00.123Z'
+    """
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def loads(raw: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Parse JSON with a size limit and a precise reason on failure."""
+    if len(raw) > max_bytes:
+        raise ValidationError("too_large", f"{len(raw)} bytes > {max_bytes} bytes")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN/Infinity literals; tell the sender that rather than "malformed".
+        try:
+            json.loads(raw, parse_constant=_refuse_constant)
+        except _NonFinite:
+            raise ValidationError("non_finite", "NaN or Infinity literal") from None
+        except ValueError:
+            pass
+        raise ValidationError("malformed_json", str(exc)[:120]) from None
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _name(obj: dict[str, Any], key: str) -> str:
+    try:
+        value = obj[key]
+    except KeyError:
+        raise ValidationError("missing_field", key) from None
+    if not isinstance(value, str) or not value:
+        raise ValidationError("wrong_type", key)
+    if len(value) > MAX_NAME:
+        raise ValidationError("too_long", key)
+    return value
+
+
+def validate_telemetry(
+    obj: Any, metric_names: Sequence[str]
+) -> tuple[tuple[str, str, str], int, list[float]]:
+    """Validate one decoded telemetry object; return (key, ts_ms, metric row).
+
+    Metrics the engine does not track are ignored; tracked ones that are absent are NaN.
+    """
+    if not isinstance(obj, dict):
+        raise ValidationError("not_an_object", type(obj).__name__)
+    key = (_name(obj, "system"), _name(obj, "component"), _name(obj, "host"))
+    if "ts" not in obj:
+        raise ValidationError("missing_field", "ts")
+    ts = parse_ts(obj["ts"])
+    metrics = obj.get("metrics")
+    if metrics is None:
+        raise ValidationError("missing_field", "metrics")
+    if not isinstance(metrics, dict):
+        raise ValidationError("wrong_type", "metrics")
+    if len(metrics) > MAX_METRICS:
+        raise ValidationError("too_many_metrics", f"{len(metrics)} > {MAX_METRICS}")
+    row: list[float] = []
+    for name in metric_names:
+        v = metrics.get(name)
+        if v is None:
+            row.append(math.nan)
+        elif type(v) is float or type(v) is int:
+            if not math.isfinite(v):
+                raise ValidationError("non_finite", f"metrics.{name}")
+            row.append(float(v))
+        else:
+            raise ValidationError("wrong_type", f"metrics.{name}")
+    return key, ts, row
+
+
+def decode_telemetry(
+    raws: Sequence[bytes | str | dict[str, Any]],
+    metric_names: Sequence[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> TelemetryBatch:
+    """Decode and validate a micro-batch of telemetry messages (bytes or dicts)."""
+    keys: list[tuple[str, str, str]] = []
+    ts: list[int] = []
+    rows: list[list[float]] = []
+    index: list[int] = []
+    rejects: list[Reject] = []
+    for i, raw in enumerate(raws):
+        try:
+            obj = raw if isinstance(raw, dict) else loads(raw, max_bytes)
+            key, t, row = validate_telemetry(obj, metric_names)
+        except ValidationError as exc:
+            rejects.append(Reject(i, exc.reason, exc.detail))
+            continue
+        keys.append(key)
+        ts.append(t)
+        rows.append(row)
+        index.append(i)
+    x = np.array(rows, dtype=np.float64).reshape(len(rows), len(metric_names))
+    return TelemetryBatch(
+        keys=keys,
+        ts_ms=np.array(ts, dtype=np.int64),
+        x=x,
+        index=np.array(index, dtype=np.int64),
+        rejects=rejects,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """What a failover of ``system`` would disturb (positions.v1)."""
+
+    ts_ms: int
+    system: str
+    venue: str
+    net_notional_usd: float
+    gross_notional_usd: float
+    open_orders: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """Conditions at one venue (market.v1)."""
+
+    ts_ms: int
+    venue: str
+    volatility_bps_per_min: float
+    spread_bps: float
+    depth_usd: float
+    session: str
+    event_risk: bool
+
+
+def _number(obj: dict[str, Any], key: str, *, minimum: float | None = None) -> float:
+    if key not in obj:
+        raise ValidationError("missing_field", key)
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValidationError("wrong_type", key)
+    if not math.isfinite(v):
+        raise ValidationError("non_finite", key)
+    if minimum is not None and v < minimum:
+        raise ValidationError("out_of_range", f"{key} < {minimum}")
+    return float(v)
+
+
+def parse_position(obj: Any) -> Position:
+    """Validate a positions.v1 object."""
+    if not isinstance(obj, dict):
+        raise ValidationError("not_an_object", type(obj).__name__)
+    if "ts" not in obj:
+        raise ValidationError("missing_field", "ts")
+    return Position(
+        ts_ms=parse_ts(obj["ts"]),
+        system=_name(obj, "system"),
+        venue=_name(obj, "venue"),
+        net_notional_usd=_number(obj, "net_notional_usd"),
+        gross_notional_usd=_number(obj, "gross_notional_usd", minimum=0.0),
+        open_orders=int(_number(obj, "open_orders", minimum=0.0)),
+    )
+
+
+def parse_market(obj: Any) -> MarketState:
+    """Validate a market.v1 object."""
+    if not isinstance(obj, dict):
+        raise ValidationError("not_an_object", type(obj).__name__)
+    if "ts" not in obj:
+        raise ValidationError("missing_field", "ts")
+    session = obj.get("session")
+    if session not in SESSION_CODE:
+        raise ValidationError("bad_session", f"session must be one of {', '.join(SESSIONS)}")
+    event_risk = obj.get("event_risk", False)
+    if not isinstance(event_risk, bool):
+        raise ValidationError("wrong_type", "event_risk")
+    return MarketState(
+        ts_ms=parse_ts(obj["ts"]),
+        venue=_name(obj, "venue"),
+        volatility_bps_per_min=_number(obj, "volatility_bps_per_min", minimum=0.0),
+        spread_bps=_number(obj, "spread_bps", minimum=0.0),
+        depth_usd=_number(obj, "depth_usd", minimum=0.0),
+        session=str(session),
+        event_risk=event_risk,
+    )

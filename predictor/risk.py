@@ -1,0 +1,209 @@
+"""The failure-risk model: P(an incident starts within the horizon | features).
+
+A LightGBM binary classifier on the stream's feature rows, calibrated with isotonic
+regression on the *latest* slice of the training rows (time order kept, so calibration
+sees the future the model did not). Reasons come from LightGBM's own per-feature
+contributions (``pred_contrib``), which are 100-300x dearer than a prediction, so they
+are computed only for rows that lead to an alert or a recommendation.
+
+A model is saved as a directory: ``model.lgb`` (LightGBM's text format) and
+``meta.json`` (feature names, horizon, calibration points, training metrics, version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+
+from predictor.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One feature's push on a prediction, in log-odds."""
+
+    feature: str
+    value: float
+    contribution: float
+
+    def as_dict(self) -> dict[str, Any]:
+        v = self.value
+        return {
+            "feature": self.feature,
+            "value": None if np.isnan(v) else round(float(v), 4),
+            "contribution": round(float(self.contribution), 4),
+        }
+
+
+class RiskModel:
+    """Calibrated LightGBM failure-risk classifier.
+
+    Parameters
+    ----------
+    horizon_s
+        The horizon H the labels were made for, seconds.
+    n_estimators, learning_rate, num_leaves, min_child_samples
+        LightGBM parameters.
+    calibration_fraction
+        Share of the (time-ordered) training rows held out, at the end, to calibrate.
+    seed
+        LightGBM's seed; training is deterministic with ``num_threads`` fixed.
+    """
+
+    def __init__(
+        self,
+        horizon_s: float = 1800.0,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 50,
+        calibration_fraction: float = 0.2,
+        seed: int = 7,
+        num_threads: int = 2,
+    ) -> None:
+        self.horizon_s = horizon_s
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.calibration_fraction = calibration_fraction
+        self.seed = seed
+        self.num_threads = num_threads
+
+    # -- sklearn-style API -------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, feature_names: list[str] | None = None) -> Self:
+        """Fit on time-ordered rows; the last ``calibration_fraction`` calibrates."""
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y, dtype=np.int8)
+        if len(np.unique(y)) < 2:
+            raise ModelError("training labels hold one class only: no incidents in the data?")
+        n_cal = int(len(y) * self.calibration_fraction)
+        if len(np.unique(y[: len(y) - n_cal])) < 2 or len(np.unique(y[len(y) - n_cal :])) < 2:
+            n_cal = 0  # too few positives to split: skip calibration rather than fail
+        fit_x, fit_y = x[: len(y) - n_cal], y[: len(y) - n_cal]
+        names = feature_names or [f"f{i}" for i in range(x.shape[1])]
+        params = {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": 0.8,
+            "max_bin": 63,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": self.num_threads,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(fit_x, label=fit_y, feature_name=names, free_raw_data=True)
+        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        self.feature_names_ = names
+        self.calibration_: tuple[list[float], list[float]] | None = None
+        if n_cal:
+            raw = self.booster_.predict(x[len(y) - n_cal :])
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            iso.fit(raw, y[len(y) - n_cal :])
+            self.calibration_ = (
+                [float(v) for v in iso.X_thresholds_],
+                [float(v) for v in iso.y_thresholds_],
+            )
+        self.metrics_: dict[str, float] = {}
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "booster_"):
+            raise ModelError("the risk model is not fitted")
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Columns ``[P(no incident), P(incident within horizon)]``."""
+        p = self.predict_risk(x)
+        return np.column_stack([1.0 - p, p])
+
+    def predict_risk(self, x: np.ndarray) -> np.ndarray:
+        """P(incident within horizon) per row, calibrated."""
+        self._check()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names_):
+            raise ModelError(
+                f"model expects {len(self.feature_names_)} features, got shape {x.shape}"
+            )
+        if len(x) == 0:
+            return np.zeros(0)
+        raw = self.booster_.predict(x, num_threads=1)
+        if self.calibration_ is None:
+            return np.asarray(raw, dtype=np.float64)
+        xs, ys = self.calibration_
+        return np.interp(raw, xs, ys)
+
+    def explain(self, x: np.ndarray, top_k: int = 3) -> list[list[Reason]]:
+        """The ``top_k`` features that pushed each row's risk up the most."""
+        self._check()
+        x = np.asarray(x, dtype=np.float32)
+        if len(x) == 0:
+            return []
+        contrib = self.booster_.predict(x, pred_contrib=True, num_threads=1)[:, :-1]
+        out = []
+        for row, c in zip(x, contrib, strict=True):
+            top = np.argsort(-c, kind="stable")[:top_k]
+            out.append([Reason(self.feature_names_[j], float(row[j]), float(c[j])) for j in top])
+        return out
+
+    # -- persistence ------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        """A content hash: the same model text gives the same version."""
+        self._check()
+        text = self.booster_.model_to_string()
+        return "sha-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def save(self, path: Path) -> Path:
+        self._check()
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(path / "model.lgb"))
+        meta = {
+            "params": self.get_params(),
+            "feature_names": self.feature_names_,
+            "calibration": self.calibration_,
+            "metrics": self.metrics_,
+            "version": self.version,
+        }
+        (path / "meta.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RiskModel:
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            booster = lgb.Booster(model_file=str(path / "model.lgb"))
+        except (OSError, ValueError, lgb.basic.LightGBMError) as exc:
+            raise ModelError(f"cannot load a risk model from {path}: {exc}") from exc
+        model = cls(**meta["params"])
+        model.booster_ = booster
+        model.feature_names_ = list(meta["feature_names"])
+        cal = meta.get("calibration")
+        model.calibration_ = (list(cal[0]), list(cal[1])) if cal else None
+        model.metrics_ = dict(meta.get("metrics", {}))
+        return model
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "horizon_s": self.horizon_s,
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "calibration_fraction": self.calibration_fraction,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+        }

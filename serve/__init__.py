@@ -1,0 +1,1 @@
+"""The HTTP service (FastAPI): scoring endpoint, metrics, operator views."""

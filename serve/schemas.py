@@ -1,0 +1,136 @@
+"""Response and request bodies of the HTTP API (they make the OpenAPI docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Action = Literal["none", "watch", "prepare_standby", "failover_at_window", "failover_now"]
+
+
+class Reason(BaseModel):
+    feature: str = Field(description="Feature name, or the rule that fired")
+    value: float | None = Field(description="The feature's value at decision time")
+    contribution: float | None = Field(
+        description="Push on the risk, in log-odds (None for a hard rule)"
+    )
+
+
+class Exposure(BaseModel):
+    net: float | None = Field(description="Net notional, USD")
+    gross: float | None = Field(description="Gross notional, USD")
+    open_orders: int = Field(description="Open orders, count")
+
+
+class MarketOut(BaseModel):
+    venue: str | None
+    session: str
+    volatility_bps_per_min: float = Field(description="Volatility, bps per √minute")
+    spread_bps: float = Field(description="Spread, bps")
+    depth_usd: float | None = Field(description="Depth at touch, USD")
+    event_risk: bool
+    window_in_s: float | None = Field(None, description="Seconds to the next calmer window")
+
+
+class Recommendation(BaseModel):
+    seq: int | None = Field(None, description="This server's sequence number (for ?after=)")
+    recommendation_id: str = Field(description="Deterministic: same input → same id")
+    epoch: int = Field(description="Fencing token, only grows per system")
+    issued_at: str = Field(description="Event time of the decision, RFC 3339 UTC")
+    system: str
+    component: str
+    action: Action
+    not_before: str | None = Field(description="For failover_at_window: when, RFC 3339 UTC")
+    risk: float | None = Field(description="P(failure within horizon_s)")
+    horizon_s: float = Field(description="Risk horizon, seconds")
+    health: float = Field(description="Component health, 0-100")
+    expected_loss_stay_usd: float | None = Field(description="risk × outage loss, USD")
+    expected_cost_switch_usd: float | None = Field(description="Cheapest switch, USD")
+    cost_switch_now_usd: float | None = Field(description="Switch now, USD")
+    cost_switch_at_window_usd: float | None = Field(description="Switch at the window, USD")
+    outage_loss_usd: float | None = Field(description="Loss if it fails unplanned, USD")
+    exposure_usd: Exposure
+    market: MarketOut
+    reasons: list[Reason]
+    model_version: str | None
+
+
+class SystemSummary(BaseModel):
+    system: str
+    health: float = Field(description="0-100")
+    worst_component: str
+    worst_component_health: float = Field(description="0-100")
+    max_risk: float | None = Field(description="Highest component risk within the horizon")
+    action: Action = Field(description="Most urgent current action of its components")
+    components: int
+    epoch: int
+
+
+class HostOut(BaseModel):
+    host: str
+    health: float
+    risk: float | None
+    anomaly_score: float = Field(description="0-1, calibrated")
+    heartbeat_age_s: float = Field(description="Seconds since its last event (event time)")
+    heartbeat_missed: bool
+
+
+class ComponentOut(BaseModel):
+    component: str
+    critical: bool
+    health: float
+    risk: float | None
+    action: Action
+    hosts: list[HostOut]
+    latest_recommendation: Recommendation | None
+
+
+class SystemDetail(BaseModel):
+    system: str
+    health: float
+    as_of: str | None = Field(description="Watermark (latest event time), RFC 3339 UTC")
+    epoch: int
+    exposure_usd: Exposure
+    market: MarketOut | None
+    components: list[ComponentOut]
+    model_version: str | None
+    horizon_s: float
+
+
+class ScoreRequest(BaseModel):
+    events: list[Any] = Field(description="telemetry.v1 events (DESIGN.md §2)")
+
+
+class ScoreRow(BaseModel):
+    system: str | None = None
+    component: str | None = None
+    host: str | None = None
+    anomaly_score: float | None = None
+    risk: float | None = None
+    health: float | None = None
+    known_entity: bool | None = None
+    rejected: bool = False
+    reason: str | None = None
+    detail: str | None = None
+
+
+class ScoreResponse(BaseModel):
+    model_version: str | None
+    horizon_s: float
+    scored: int
+    rejected: int
+    results: list[ScoreRow]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str | None
+    entities: int
+    watermark: str | None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    reason: str
+    detail: str = ""
