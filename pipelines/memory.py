@@ -23,8 +23,14 @@ class MemorySource:
         self.committed: dict[tuple[str, int], int] = {}
         self.closed = False
 
-    def append(self, topic: str, value: bytes, key: bytes | None = None, partition: int = 0,
-               timestamp_ms: int | None = None) -> int:
+    def append(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int = 0,
+        timestamp_ms: int | None = None,
+    ) -> int:
         """Add one message; returns its offset."""
         with self._cond:
             log = self._logs[(topic, partition)]
@@ -33,8 +39,13 @@ class MemorySource:
             self._cond.notify_all()
             return off
 
-    def extend(self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None] | None = None,
-               partition: int = 0) -> None:
+    def extend(
+        self,
+        topic: str,
+        values: Sequence[bytes],
+        keys: Sequence[bytes | None] | None = None,
+        partition: int = 0,
+    ) -> None:
         with self._cond:
             log = self._logs[(topic, partition)]
             for i, v in enumerate(values):

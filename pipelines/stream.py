@@ -142,7 +142,10 @@ class StreamWorker:
         report.decode_s, report.engine_s, report.publish_s = t1 - t0, t2 - t1, t3 - t2
         logger.debug(
             "batch: %d records, %d telemetry, %d rejected, %d recommendations",
-            report.records, report.telemetry, report.rejected, len(result.recommendations),
+            report.records,
+            report.telemetry,
+            report.rejected,
+            len(result.recommendations),
         )
         if self.on_batch:
             self.on_batch(report, result)
@@ -169,22 +172,32 @@ class StreamWorker:
         return rejects[0] if rejects else None
 
     def _health_records(self) -> list[OutRecord]:
-        as_of = self.engine.last_tick_ms
-        out = []
-        for view in self.engine.systems_view():
-            view = {**view, "as_of_ms": as_of}
-            out.append(OutRecord(self.topics.health, orjson.dumps(view), view["system"].encode()))
-        return out
+        return health_records(self.engine, self.topics)
 
     def _dead_letter(self, rec: RawRecord, why: Reject) -> OutRecord:
-        headers = (
-            ("dlq.source.topic", rec.topic.encode()),
-            ("dlq.source.partition", str(rec.partition).encode()),
-            ("dlq.source.offset", str(rec.offset).encode()),
-            ("dlq.reason", why.reason.encode()),
-            ("dlq.detail", why.detail[:500].encode()),
-        )
-        return OutRecord(self.topics.dlq, rec.value, rec.key, headers)
+        return dead_letter(rec, why, self.topics)
+
+
+def health_records(engine: Engine, topics: Topics) -> list[OutRecord]:
+    """health.v1 records (key = system) for every system of ``engine``, as of its last tick."""
+    as_of = engine.last_tick_ms
+    out = []
+    for view in engine.systems_view():
+        view = {**view, "as_of_ms": as_of}
+        out.append(OutRecord(topics.health, orjson.dumps(view), view["system"].encode()))
+    return out
+
+
+def dead_letter(rec: RawRecord, why: Reject, topics: Topics) -> OutRecord:
+    """telemetry.dlq.v1 record: the original bytes and key, where they came from and why."""
+    headers = (
+        ("dlq.source.topic", rec.topic.encode()),
+        ("dlq.source.partition", str(rec.partition).encode()),
+        ("dlq.source.offset", str(rec.offset).encode()),
+        ("dlq.reason", why.reason.encode()),
+        ("dlq.detail", why.detail[:500].encode()),
+    )
+    return OutRecord(topics.dlq, rec.value, rec.key, headers)
 
 
 def _next_offsets(records: Sequence[RawRecord]) -> dict[tuple[str, int], int]:

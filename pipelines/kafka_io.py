@@ -1,0 +1,238 @@
+"""Kafka edges on kafka-python: a :class:`~predictor.ports.Sink`, the consumers, topic setup.
+
+Small on purpose, so another client (confluent-kafka) could stand behind the same shape:
+
+- :class:`KafkaSink` publishes a batch, waits for every acknowledgement (``acks=all``,
+  idempotent producer) and raises :class:`~predictor.errors.SinkError` on failure;
+- :func:`group_consumer` joins the stream workers' consumer group (manual commits, the
+  range assignor so that co-partitioned topics land on the same worker);
+- :func:`assigned_consumer` reads given partitions outside any group (market context);
+- :func:`ensure_topics` creates the contract topics (``health.v1`` compacted).
+
+Vendor exceptions are translated here: nothing above this module imports ``kafka``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from predictor.errors import ConfigError, SinkError, SourceError
+from predictor.ports import OutRecord, RawRecord
+
+with warnings.catch_warnings():
+    # kafka-python 3.0.12 reads its protocol schemas with a deprecated importlib API.
+    warnings.filterwarnings(
+        "ignore", message="(read|open)_text is deprecated", category=DeprecationWarning
+    )
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+    from kafka.consumer.subscription_state import ConsumerRebalanceListener
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.errors import KafkaError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ConsumerRebalanceListener",
+    "KafkaConsumer",
+    "KafkaSink",
+    "TopicPartition",
+    "assigned_consumer",
+    "ensure_topics",
+    "group_consumer",
+    "make_producer",
+    "raw_records",
+]
+
+
+def make_producer(bootstrap: str, client_id: str | None = None, **overrides: Any) -> Any:
+    """A kafka-python producer with ``acks=all`` and idempotence (bytes in, no serializers)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": None,
+        "request_timeout_ms": 30_000,
+        "max_request_size": 4 * 1024 * 1024,
+        "client_id": client_id or f"precovery-producer-{uuid.uuid4().hex[:6]}",
+    }
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except KafkaError as exc:
+        raise SinkError(f"cannot connect a producer to {bootstrap}: {exc}") from exc
+
+
+class KafkaSink:
+    """Publishes :class:`~predictor.ports.OutRecord` batches and waits for the broker's acks.
+
+    Parameters
+    ----------
+    producer
+        A ``KafkaProducer`` (see :func:`make_producer`); closed by :meth:`close`.
+    flush_timeout_s
+        How long :meth:`publish` waits for every acknowledgement.
+    """
+
+    def __init__(self, producer: Any, flush_timeout_s: float = 60.0) -> None:
+        self.producer = producer
+        self.flush_timeout_s = flush_timeout_s
+        self.acked = 0
+
+    def publish(self, records: Sequence[OutRecord]) -> None:
+        if not records:
+            return
+        try:
+            futures = [
+                self.producer.send(
+                    r.topic, value=r.value, key=r.key, headers=list(r.headers) or None
+                )
+                for r in records
+            ]
+            self.producer.flush(timeout=self.flush_timeout_s)
+            for fut in futures:
+                # flush() returned: every future is done; get() raises its error, if any.
+                fut.get(timeout=self.flush_timeout_s)
+        except KafkaError as exc:
+            raise SinkError(f"publishing {len(records)} records failed: {exc!r}") from exc
+        self.acked += len(records)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        try:
+            self.producer.close(timeout=timeout_s)
+        except KafkaError as exc:  # closing must not hide the caller's own outcome
+            logger.warning("producer close failed: %r", exc)
+
+
+def group_consumer(
+    bootstrap: str,
+    group_id: str,
+    topics: Sequence[str],
+    listener: ConsumerRebalanceListener,
+    session_timeout_ms: int = 10_000,
+    client_id: str | None = None,
+    max_partition_fetch_bytes: int = 1024 * 1024,
+) -> Any:
+    """Join ``group_id`` on ``topics`` with manual commits and the range assignor.
+
+    The range assignor gives partition *n* of every subscribed topic to the same member
+    when the topics have the same partition count: that is what co-partitions
+    positions.v1 with telemetry.v1.
+    """
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=client_id or f"precovery-stream-{uuid.uuid4().hex[:6]}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(500, session_timeout_ms // 6),
+            max_poll_interval_ms=300_000,
+            request_timeout_ms=max(30_000, session_timeout_ms + 5_000),
+            max_partition_fetch_bytes=max_partition_fetch_bytes,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        consumer.subscribe(topics=list(topics), listener=listener)
+    except KafkaError as exc:
+        raise SourceError(f"cannot join group {group_id} at {bootstrap}: {exc}") from exc
+    return consumer
+
+
+def assigned_consumer(
+    bootstrap: str, topic: str, from_beginning: bool = True, timeout_s: float = 30.0
+) -> Any:
+    """A group-less consumer assigned every partition of ``topic``."""
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            client_id=f"precovery-context-{uuid.uuid4().hex[:6]}",
+        )
+        parts = partitions_for(consumer, topic, timeout_s)
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        if from_beginning:
+            consumer.seek_to_beginning()
+    except KafkaError as exc:
+        raise SourceError(f"cannot read {topic} at {bootstrap}: {exc}") from exc
+    return consumer
+
+
+def partitions_for(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
+    """Partition numbers of ``topic`` (waits for metadata)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        if time.monotonic() > deadline:
+            raise ConfigError(f"topic {topic} does not exist (or has no partitions)")
+        time.sleep(0.2)
+
+
+def raw_records(polled: Mapping[Any, Sequence[Any]]) -> list[RawRecord]:
+    """kafka-python ``poll()`` output as :class:`~predictor.ports.RawRecord` s."""
+    out: list[RawRecord] = []
+    for tp, recs in polled.items():
+        for r in recs:
+            out.append(RawRecord(tp.topic, r.value, r.key, tp.partition, r.offset, r.timestamp))
+    return out
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Mapping[str, str],
+    partitions: int = 3,
+    context_partitions: int = 1,
+    on_created: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Create the contract topics that are missing; return ``{topic: partitions}``.
+
+    ``names`` maps roles (``telemetry``, ``positions``, ``market``, ``recommendations``,
+    ``health``, ``dlq``, ``incidents``) to topic names. telemetry, positions and the
+    outputs keyed by system get ``partitions``; market gets ``context_partitions``;
+    ``health`` is compacted. Raises :class:`ConfigError` when telemetry and positions
+    exist with different partition counts (they must be co-partitioned).
+    """
+    sizes = {role: (context_partitions if role == "market" else partitions) for role in names}
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    except KafkaError as exc:
+        raise SourceError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        spec: dict[str, dict[str, Any]] = {}
+        for role, topic in names.items():
+            if topic in existing:
+                continue
+            s: dict[str, Any] = {"num_partitions": sizes[role], "replication_factor": -1}
+            if role == "health":
+                s["configs"] = {"cleanup.policy": "compact"}
+            spec[topic] = s
+        if spec:
+            admin.create_topics(spec, timeout_ms=30_000, wait_for_metadata=True)
+            for topic in spec:
+                logger.info("created topic %s (%s)", topic, spec[topic])
+                if on_created:
+                    on_created(topic)
+        described = admin.describe_topics(list(names.values()))
+    except KafkaError as exc:
+        raise SourceError(f"creating topics at {bootstrap} failed: {exc}") from exc
+    finally:
+        admin.close()
+    counts = {d["name"]: len(d["partitions"]) for d in described}
+    tele, pos = names.get("telemetry"), names.get("positions")
+    if tele and pos and counts.get(tele) != counts.get(pos):
+        raise ConfigError(
+            f"{tele} has {counts.get(tele)} partitions but {pos} has {counts.get(pos)}: "
+            "they must be co-partitioned (same count, keyed by system)"
+        )
+    return counts
