@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(Path("models/baseline"), description="Risk model directory")
     state_dir: Path = Field(Path(".precovery"), description="Checkpoints and local state")
-    risk_cadence_s: float = Field(30.0, description="Event time between risk scorings, s")
+    risk_cadence_s: float = Field(60.0, description="Event time between risk scorings, s")
     tick_s: float = Field(10.0, description="Event time between decision rounds, s")
     hold_s: float = Field(300.0, description="A lower action must hold this long, s")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]

@@ -109,8 +109,8 @@ class EngineConfig:
     detector: str = "ewmaz"
     heartbeat_interval_s: float = 10.0
     heartbeat_misses: int = 3
-    risk_cadence_s: float = 30.0
-    risk_on_anomaly: float = 0.9999
+    risk_cadence_s: float = 60.0
+    risk_on_anomaly: float = 0.999
     tick_s: float = 10.0
     late_tolerance_s: float = 60.0
     max_future_skew_s: float = 300.0
@@ -411,9 +411,6 @@ class Engine:
         cfg = self.config
         rejects = list(batch.rejects)
         n = len(batch)
-        slots = np.empty(n, dtype=np.int64)
-        ok = np.ones(n, dtype=bool)
-        ts_list = batch.ts_ms.tolist()
         future_limit = 0
         if n:
             # A bogus far-future stamp would move the watermark and fire the heartbeat
@@ -422,36 +419,16 @@ class Engine:
             med = int(np.median(batch.ts_ms))
             spread = med - int(batch.ts_ms.min())
             future_limit = med + spread + int(cfg.max_future_skew_s * 1000)
-        tol = int(cfg.late_tolerance_s * 1000)
-        seen: dict[int, int] = {}
-        fn, fl = self.features.n, self.features.last_ts
-        cap = len(fn)
-        slot_get = self._slot.get
-        for i, (key, t) in enumerate(zip(batch.keys, ts_list, strict=True)):
-            s = slot_get(key)
-            if s is None:
-                if len(self._keys) >= cfg.max_entities:
-                    ok[i] = False
-                    rejects.append(Reject(int(batch.index[i]), "entity_capacity", str(key)))
-                    continue
-                s = self._register(key)
-            slots[i] = s
-            prev = seen.get(s)
-            if prev is None and s < cap and fn[s] > 0:
-                prev = int(fl[s])
-            reason = None
-            if t > future_limit:
-                reason = "future_timestamp"
-            elif prev is not None:
-                if t == prev:
-                    reason = "duplicate"
-                elif t < prev - tol:
-                    reason = "out_of_order"
-            if reason is not None:
-                ok[i] = False
-                rejects.append(Reject(int(batch.index[i]), reason, f"{'/'.join(key)} ts={t}"))
-                continue
-            seen[s] = t if prev is None else max(prev, t)
+        slots, ok = self._slots_for(batch.keys)
+        for i in np.flatnonzero(~ok).tolist():
+            rejects.append(Reject(int(batch.index[i]), "entity_capacity", "/".join(batch.keys[i])))
+        ts_all = batch.ts_ms
+        reason = self._order_checks(slots, ts_all, ok, future_limit)
+        for i in np.flatnonzero(reason > 0).tolist():
+            key = "/".join(batch.keys[i])
+            why = _ORDER_REASONS[int(reason[i])]
+            rejects.append(Reject(int(batch.index[i]), why, f"{key} ts={int(ts_all[i])}"))
+        ok &= reason == 0
         self._count_rejects(rejects)
 
         slots, ts, x, index = slots[ok], batch.ts_ms[ok], batch.x[ok], batch.index[ok]
@@ -493,6 +470,68 @@ class Engine:
             keys=keys if collect_features else [],
             ts_ms=ts if collect_features else None,
         )
+
+    def _slots_for(self, keys: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Entity slots of ``keys``, registering new ones; ``ok`` False over capacity."""
+        get = self._slot.get
+        found = [get(k) for k in keys]
+        ok = np.ones(len(keys), dtype=bool)
+        if None in found:
+            for i, s in enumerate(found):
+                if s is None:
+                    s = self._slot.get(keys[i])  # registered earlier in this batch
+                    if s is None and len(self._keys) < self.config.max_entities:
+                        s = self._register(keys[i])
+                    if s is None:
+                        ok[i] = False
+                        s = 0
+                    found[i] = s
+        slots = np.array(found, dtype=np.int64)
+        if len(slots):
+            self.features.ensure(int(slots.max()) + 1)
+        return slots, ok
+
+    def _order_checks(
+        self, slots: np.ndarray, ts: np.ndarray, ok: np.ndarray, future_limit: int
+    ) -> np.ndarray:
+        """Per row: 0 fine, else a code of ``_ORDER_REASONS`` (vectorised, in order).
+
+        An event is a ``duplicate`` when its time equals the latest earlier time of its
+        entity, ``out_of_order`` when it is older than that by more than the tolerance.
+        "Earlier" spans the entity's state and the rows before it in this batch.
+        """
+        n = len(slots)
+        reason = np.zeros(n, dtype=np.int8)
+        if n == 0:
+            return reason
+        future = ok & (ts > future_limit)
+        reason[future] = 1
+        valid = ok & ~future
+        fn, fl = self.features.n[slots], self.features.last_ts[slots]
+        none = np.iinfo(np.int64).min // 4
+        state_prev = np.where(fn > 0, fl, none)
+        order = np.lexsort((np.arange(n), slots))
+        s_sorted = slots[order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = s_sorted[1:] != s_sorted[:-1]
+        gid = np.cumsum(first) - 1
+        t0 = int(ts[valid].min()) - 1 if valid.any() else 0
+        rel = np.where(valid[order], ts[order] - t0, 0)  # 0: "nothing", valid rows ≥ 1
+        big = np.int64(1) << np.int64(41)
+        running = np.maximum.accumulate(gid * big + rel) - gid * big
+        prev_rel = np.empty(n, dtype=np.int64)
+        prev_rel[0] = 0
+        prev_rel[1:] = running[:-1]
+        prev_rel[first] = 0
+        prev_batch = np.where(prev_rel > 0, prev_rel + t0, none)
+        prev = np.empty(n, dtype=np.int64)
+        prev[order] = prev_batch
+        prev = np.maximum(prev, state_prev)
+        has = valid & (prev > none)
+        tol = int(self.config.late_tolerance_s * 1000)
+        reason[has & (ts == prev)] = 2
+        reason[has & (ts < prev - tol)] = 3
+        return reason
 
     def _ingest(
         self, s: np.ndarray, t: np.ndarray, x: np.ndarray
@@ -807,6 +846,9 @@ class Engine:
         return self.features.nbytes_per_entity() + self.detector.nbytes_per_entity() + loop + (
             200.0 * len(self._keys) / n  # registry dict + key tuple, measured ≈ 200 B
         )
+
+
+_ORDER_REASONS = ("", "future_timestamp", "duplicate", "out_of_order")
 
 
 def _last_per_key(keys: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ before it moves the baseline, so one spike does not blind it for an hour.
 
 >>> import numpy as np
 >>> fs = FeatureState(("cpu_pct",))
->>> ts = np.arange(0, 600_000, 10_000, dtype=np.int64) + 1_767_571_200_000
+>>> ts = np.arange(0, 1_200_000, 10_000, dtype=np.int64) + 1_767_571_200_000
 >>> x = np.full((len(ts), 1), 20.0); x[-1, 0] = 80.0
 >>> out = fs.update(np.zeros(len(ts), dtype=np.int64), ts, x)
 >>> bool(out[-1, fs.feature_names.index("cpu_pct__z")] > 10)
@@ -82,7 +82,7 @@ class FeatureState:
         tau_mid_s: float = 300.0,
         tau_slow_s: float = 3600.0,
         clip_z: float = 4.0,
-        warmup: int = 10,
+        warmup: int = 60,
         rel_sd_floor: float = 0.02,
         abs_sd_floor: float = 0.05,
         capacity: int = 1024,

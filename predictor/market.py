@@ -11,7 +11,7 @@ model, for a book of net notional ``N``, gross ``G``, ``O`` open orders, volatil
 - planned switch over ``D_p`` minutes (what failing over costs)::
 
     C = ( |N|·σ·1e-4·√D_p·0.8  +  O·c_order·D_p  +  [open]·c_flow·D_p
-          + f·G·(s/2)·1e-4  +  f·G·k·1e-4·min(f·G/d, 10) ) × penalty
+          + f·G·(s/2)·1e-4  +  f·G·k·1e-4·min(f·G/d, 5) ) × penalty
 
   where ``f`` is the share of the book re-crossed (cancel/replace), ``k`` the slippage
   per unit of notional-to-depth, and ``penalty`` multiplies in auctions and around
@@ -25,7 +25,7 @@ than staying implies.
 ...                         session="continuous", event_risk=False)
 >>> e = Exposure.single(net_usd=10e6, gross_usd=40e6, open_orders=100)
 >>> round(float(outage_loss(e, m, c)[0])), round(float(switch_cost(e, m, c)[0]))
-(23000, 16252)
+(23000, 1318)
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ class CostConfig:
         Flow (commissions, spread capture) lost per minute a system is down while the
         market is open, USD per minute.
     cancel_replace_fraction
-        Share of gross notional cancelled and re-crossed during a switch, 0-1.
+        Share of gross notional resting as orders that are cancelled and re-placed
+        across the spread during a switch, 0-1.
     depth_slippage_bps
-        Slippage in bps per unit of (re-crossed notional / depth), capped at 10 units.
+        Slippage in bps per unit of (re-placed notional / depth), capped at 5 units.
     auction_penalty
         Multiplier on the switch cost during opening/closing auctions.
     event_risk_penalty
@@ -75,8 +76,8 @@ class CostConfig:
     planned_switch_min: float = 0.4
     stranded_order_usd_per_min: float = 2.0
     lost_flow_usd_per_min: float = 400.0
-    cancel_replace_fraction: float = 0.3
-    depth_slippage_bps: float = 5.0
+    cancel_replace_fraction: float = 0.02
+    depth_slippage_bps: float = 2.0
     auction_penalty: float = 3.0
     event_risk_penalty: float = 2.0
     auction_length_s: float = 300.0
@@ -152,7 +153,7 @@ def switch_cost(e: Exposure, m: MarketArrays, c: CostConfig) -> np.ndarray:
     """Cost of a planned failover now, USD."""
     recross = c.cancel_replace_fraction * e.gross_usd
     spread = recross * m.spread_bps / 2.0 * 1e-4
-    depth_ratio = np.minimum(recross / np.maximum(m.depth_usd, 1.0), 10.0)
+    depth_ratio = np.minimum(recross / np.maximum(m.depth_usd, 1.0), 5.0)
     slippage = recross * c.depth_slippage_bps * 1e-4 * depth_ratio
     in_auction = (m.session == OPENING_AUCTION) | (m.session == CLOSING_AUCTION)
     penalty = np.where(in_auction, c.auction_penalty, 1.0) * np.where(
