@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from pipelines.models import train_on_simulation
-from pipelines.train import TrainConfig
+from pipelines.train import build_features, sim_frames
+from predictor.labels import Incident, make_labels
 from predictor.risk import RiskModel
+from predictor.sim import SimConfig, Simulator
 from tests.factories import SimStream, failure_at, sim_stream
 
 settings.register_profile(
@@ -28,9 +30,21 @@ settings.load_profile("precovery")
 
 @pytest.fixture(scope="session")
 def small_model() -> RiskModel:
-    """A risk model trained on a day of simulated history (50 trees): fast, not good."""
-    model, _report = train_on_simulation(hours=24.0, seed=3, cfg=TrainConfig(n_estimators=50))
-    return model
+    """A risk model trained on 16 h of a 17-host fleet with many failures (50 trees).
+
+    Features and labels as in ``pipelines.train`` (the stream's engine over simulated
+    history), on a small fleet and one LightGBM thread (OpenMP threads spin badly on a
+    busy 2-core machine): a few seconds, and good enough to rank.
+    """
+    hours = 16.0
+    sim = Simulator(SimConfig(seed=3, failures_per_day=72.0, hosts_per_component=1))
+    data = build_features(sim_frames(sim, hours), stride=3)
+    incidents = [Incident.from_record(r) for r in sim.incidents(hours)]
+    y, keep = make_labels(data.keys, data.ts_ms, incidents, horizon_s=1800.0)
+    order = np.argsort(data.ts_ms, kind="stable")
+    order = order[keep[order]]
+    model = RiskModel(horizon_s=1800.0, n_estimators=50, num_threads=1)
+    return model.fit(data.x[order], y[order], data.feature_names)
 
 
 @pytest.fixture(scope="session")

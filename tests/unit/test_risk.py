@@ -28,7 +28,7 @@ def separable(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def fitted() -> RiskModel:
     x, y = separable(4000, seed=0)
-    return RiskModel(n_estimators=60, min_child_samples=20).fit(x, y, NAMES)
+    return RiskModel(n_estimators=60, min_child_samples=20, num_threads=1).fit(x, y, NAMES)
 
 
 def test_beats_chance_on_held_out_rows(fitted: RiskModel) -> None:
@@ -75,10 +75,10 @@ def test_save_load_round_trip(fitted: RiskModel, tmp_path: Path) -> None:
 
 def test_training_is_deterministic() -> None:
     x, y = separable(1500, seed=5)
-    a = RiskModel(n_estimators=20).fit(x, y, NAMES)
-    b = RiskModel(n_estimators=20).fit(x, y, NAMES)
+    a = RiskModel(n_estimators=20, num_threads=1).fit(x, y, NAMES)
+    b = RiskModel(n_estimators=20, num_threads=1).fit(x, y, NAMES)
     assert a.version == b.version
-    c = RiskModel(n_estimators=20, seed=8).fit(x, y, NAMES)
+    c = RiskModel(n_estimators=20, seed=8, num_threads=1).fit(x, y, NAMES)
     assert c.version != a.version
 
 
@@ -101,7 +101,9 @@ def test_explain_gives_top_k_sorted_reasons(fitted: RiskModel, top_k: int) -> No
 def test_reason_as_dict_handles_nan() -> None:
     x, _ = separable(1, seed=7)
     x[0, :] = np.nan
-    model = RiskModel(n_estimators=5, min_child_samples=5).fit(*separable(500, seed=8), NAMES)
+    model = RiskModel(n_estimators=5, min_child_samples=5, num_threads=1).fit(
+        *separable(500, seed=8), NAMES
+    )
     d = model.explain(x, top_k=1)[0][0].as_dict()
     assert d["value"] is None and isinstance(d["contribution"], float)
 
