@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,7 @@ class DemoConfig:
     Attributes
     ----------
     duration_s
-        Wall-clock seconds of the live part.
+        Wall-clock seconds of the live part; 0 runs until interrupted (Ctrl-C).
     speed
         Simulated seconds per wall second in the live part.
     seed
@@ -109,7 +110,7 @@ class DemoRun:
     def lead_time_s(self, rec: dict[str, Any]) -> float | None:
         """Seconds from the recommendation to the failure it foresaw (ground truth)."""
         issued = parse_ts(rec["issued_at"])
-        for ep in self.sim.episodes(self.hours):
+        for ep in self.failures:
             if (
                 ep.failure
                 and ep.failure_at_ms is not None
@@ -122,14 +123,24 @@ class DemoRun:
 
     hours: float = 1.0
 
+    @cached_property
+    def failures(self) -> list[Any]:
+        """Ground-truth failure episodes of the whole run (computed once)."""
+        return [ep for ep in self.sim.episodes(self.hours) if ep.failure]
+
 
 def run_demo(
     cfg: DemoConfig, model: RiskModel | None, console: Console | None = None
 ) -> dict[str, Any]:
     """Run the embedded default; returns the summary printed at the end."""
     console = console or Console()
-    live_sim_s = cfg.duration_s * cfg.speed
-    hours = (cfg.warmup_s + live_sim_s) / 3600.0 + 0.01
+    forever = cfg.duration_s <= 0
+    # Scripted failures fall in the first simulated hour of an endless run, which plays
+    # up to a simulated week (about 2.8 h of wall time at 60×).
+    live_sim_s = 3600.0 if forever else cfg.duration_s * cfg.speed
+    hours = (cfg.warmup_s / 3600.0 + 24.0 * 7) if forever else (
+        (cfg.warmup_s + live_sim_s) / 3600.0 + 0.01
+    )
     sim = Simulator(
         SimConfig(
             seed=cfg.seed,
@@ -165,7 +176,7 @@ def run_demo(
     api.start()
     feeder.start()
     work.start()
-    deadline = time.monotonic() + cfg.duration_s + 5.0
+    deadline = time.monotonic() + 10.0
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     port = _bound_port(server) or cfg.port
@@ -176,6 +187,8 @@ def run_demo(
     logger.info("demo API listening on %s:%d", cfg.host, port)
     try:
         _show(run, cfg, console, port)
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping")
     finally:
         source.close()
         worker.stop()
@@ -209,7 +222,7 @@ def _feed(run: DemoRun, cfg: DemoConfig, hours: float, topics: Topics) -> None:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                if time.monotonic() - wall0 > cfg.duration_s:
+                if 0 < cfg.duration_s < time.monotonic() - wall0:
                     break
             for m in chunk.market:
                 src.append(topics.market, orjson.dumps(m), m["venue"].encode())
@@ -243,7 +256,7 @@ def _bad_message(n: int, ev: dict[str, Any]) -> bytes:
 
 
 def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
-    end = time.monotonic() + cfg.duration_s + 2.0
+    end = time.monotonic() + cfg.duration_s + 2.0 if cfg.duration_s > 0 else float("inf")
     if console.is_terminal:
         with Live(_view(run, port), console=console, refresh_per_second=4) as view:
             while time.monotonic() < end:
@@ -339,8 +352,8 @@ def _summary(run: DemoRun) -> dict[str, Any]:
     ]
     now_ms = status["watermark"] or run.sim.start_ms
     failures = [
-        ep for ep in run.sim.episodes(run.hours)
-        if ep.failure and ep.failure_at_ms is not None and ep.failure_at_ms <= now_ms
+        ep for ep in run.failures
+        if ep.failure_at_ms is not None and ep.failure_at_ms <= now_ms
         and ep.failure_at_ms >= run.sim.start_ms + 1_800_000
     ]
     leads: list[float] = []

@@ -24,8 +24,11 @@ logger = logging.getLogger(__name__)
 #: The shipped baseline, next to the packages (an editable install or a clone).
 BASELINE_DIR = Path(__file__).resolve().parents[1] / "models" / "baseline"
 
-#: Simulated history the baseline is trained on.
-BASELINE_HOURS = 96.0
+#: Simulated history the shipped baseline is trained on (``precovery train-sim``).
+BASELINE_HOURS = 168.0
+#: History for the fallback trained on first run when no model is present: shorter, so
+#: the main job starts in about a minute (fewer incidents: a somewhat weaker model).
+FIRST_RUN_HOURS = 72.0
 BASELINE_SEED = 11
 BASELINE_FAILURES_PER_DAY = 24.0
 
@@ -60,7 +63,7 @@ def load_or_train(
     if (model_dir / "model.lgb").exists():
         return RiskModel.load(model_dir), False
     logger.info("no risk model in %s: training one on simulated history", model_dir)
-    model, report = train_on_simulation(progress=progress)
+    model, report = train_on_simulation(hours=FIRST_RUN_HOURS, progress=progress)
     try:
         model.save(model_dir)
     except OSError as exc:

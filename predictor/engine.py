@@ -61,7 +61,7 @@ from predictor.market import (
     Exposure,
     MarketArrays,
 )
-from predictor.policy import ACTIONS, PolicyConfig, decide
+from predictor.policy import ACTIONS, AT_WINDOW, PREPARE, PolicyConfig, decide
 from predictor.risk import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,10 @@ class EngineConfig:
         Hosts tracked at most; more are rejected with ``entity_capacity``.
     hold_s
         A lower action must hold this long before a recommendation de-escalates.
+    confirm_s
+        A forecast failover must be proposed this long (two risk scorings at the default
+        cadence) before it is recommended; until then it is ``prepare_standby``. The
+        heartbeat rule is never delayed.
     default_horizon_s
         Horizon H used when no model is loaded.
     top_reasons
@@ -116,6 +120,7 @@ class EngineConfig:
     max_future_skew_s: float = 300.0
     max_entities: int = 200_000
     hold_s: float = 300.0
+    confirm_s: float = 60.0
     default_horizon_s: float = 1800.0
     top_reasons: int = 3
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -213,6 +218,7 @@ class Engine:
         self.comp_critical = np.ones(16, dtype=bool)
         self.comp_action = np.zeros(16, dtype=np.int8)
         self.comp_lower_since = np.full(16, -1, dtype=np.int64)
+        self.comp_fail_since = np.full(16, -1, dtype=np.int64)
 
         self.sys_venue = np.full(8, -1, dtype=np.int64)
         self.sys_net = np.zeros(8)
@@ -284,6 +290,7 @@ class Engine:
             self.comp_critical = _Grow.grow(self.comp_critical, n, True)
             self.comp_action = _Grow.grow(self.comp_action, n, 0)
             self.comp_lower_since = _Grow.grow(self.comp_lower_since, n, -1)
+            self.comp_fail_since = _Grow.grow(self.comp_fail_since, n, -1)
             self.comp_health = _Grow.grow(self.comp_health, n, 100.0)
             self.comp_system[cidx] = sidx
             self.comp_critical[cidx] = self._critical.get(ckey, True)
@@ -635,6 +642,13 @@ class Engine:
         proposed = decision.action
         if self.model is None:  # without a model only the heartbeat rule decides
             proposed = np.where(comp_dead, proposed, 0).astype(np.int8)
+        # A one-off spike in risk should warm the standby, not move the book.
+        fail = proposed >= AT_WINDOW
+        fail_since = self.comp_fail_since[:nc]
+        fail_since[~fail] = -1
+        fail_since[fail & (fail_since < 0)] = t_ms
+        unconfirmed = fail & ~comp_dead & (t_ms - fail_since < int(cfg.confirm_s * 1000))
+        proposed = np.where(unconfirmed, PREPARE, proposed).astype(np.int8)
         current = self.comp_action[:nc]
         up = proposed > current
         down = proposed < current

@@ -8,7 +8,9 @@ From them each event gets, per metric:
 ``z``            the reading against the slow baseline, in baseline standard deviations;
 ``level_z``      the fast level against the slow baseline (a *persistent* shift, not a blip);
 ``slope_short``  (fast - mid level) / lag, in baseline sd per minute: a recent ramp;
-``slope_long``   (mid - slow level) / lag, in baseline sd per minute: a leak is a slope.
+``slope_long``   (mid - slow level) / lag, in baseline sd per minute: a leak is a slope;
+``persist``      the share of the last ~10 minutes spent beyond ``persist_z`` sd: a
+                 precursor persists, a deploy spike or a blip does not.
 
 plus ``gap_s`` (seconds since the entity's previous event) and ``max_abs_z``.
 
@@ -51,7 +53,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "heartbeat_age_ms",
 )
 
-PER_METRIC = ("value", "z", "level_z", "slope_short", "slope_long")
+PER_METRIC = ("value", "z", "level_z", "slope_short", "slope_long", "persist")
 ENTITY_FEATURES = ("gap_s", "max_abs_z")
 Z_CAP = 50.0
 
@@ -65,6 +67,8 @@ class FeatureState:
         Metrics to track, in column order of the input matrix.
     tau_fast_s, tau_mid_s, tau_slow_s
         Time constants of the three level EWMAs, seconds.
+    tau_persist_s, persist_z
+        Time constant (seconds) of the out-of-bounds share, and its bound (sd).
     clip_z
         Readings beyond this many sd are winsorised before updating the baseline.
     warmup
@@ -81,6 +85,8 @@ class FeatureState:
         tau_fast_s: float = 30.0,
         tau_mid_s: float = 300.0,
         tau_slow_s: float = 3600.0,
+        tau_persist_s: float = 600.0,
+        persist_z: float = 3.0,
         clip_z: float = 4.0,
         warmup: int = 60,
         rel_sd_floor: float = 0.02,
@@ -91,6 +97,8 @@ class FeatureState:
         self.tau_fast_s = tau_fast_s
         self.tau_mid_s = tau_mid_s
         self.tau_slow_s = tau_slow_s
+        self.tau_persist_s = tau_persist_s
+        self.persist_z = persist_z
         self.clip_z = clip_z
         self.warmup = warmup
         self.rel_sd_floor = rel_sd_floor
@@ -115,20 +123,22 @@ class FeatureState:
         self.mu_m = np.full((capacity, m), np.nan)
         self.mu_s = np.full((capacity, m), np.nan)
         self.var_s = np.zeros((capacity, m))
+        self.persist = np.zeros((capacity, m))
 
     def ensure(self, capacity: int) -> None:
         """Grow to at least ``capacity`` slots, keeping the state."""
         if capacity <= self.capacity:
             return
         new = max(capacity, 2 * self.capacity)
-        old = {k: getattr(self, k) for k in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s")}
+        old = {k: getattr(self, k) for k in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s", "persist")}
         self._alloc(new)
         for k, arr in old.items():
             getattr(self, k)[: len(arr)] = arr
 
     def nbytes_per_entity(self) -> int:
         """State bytes per entity slot."""
-        arrays = (self.n, self.last_ts, self.mu_f, self.mu_m, self.mu_s, self.var_s)
+        arrays = (self.n, self.last_ts, self.mu_f, self.mu_m, self.mu_s, self.var_s,
+                  self.persist)
         return sum(a.nbytes for a in arrays) // max(1, self.capacity)
 
     def update(
@@ -185,6 +195,11 @@ class FeatureState:
         mu_s_new = np.where(upd, mu_s + a_s * diff, mu_s)
         var_s = np.where(upd, (1.0 - a_s) * (var_s + a_s * diff * diff), var_s)
 
+        a_p = -np.expm1(-dtc / self.tau_persist_s)
+        out_of_bounds = (np.abs(z_out) > self.persist_z).astype(np.float64)
+        persist = self.persist[e]
+        persist = np.where(present & warmed, persist + a_p * (out_of_bounds - persist), persist)
+        self.persist[e] = persist
         self.mu_f[e], self.mu_m[e], self.mu_s[e], self.var_s[e] = mu_f, mu_m, mu_s_new, var_s
         self.n[e] = count + 1
         self.last_ts[e] = np.maximum(self.last_ts[e], ts)
@@ -197,6 +212,7 @@ class FeatureState:
         out[:, :, 2] = np.where(warmed, np.clip((mu_f - mu_s_new) / sd, -Z_CAP, Z_CAP), 0.0)
         out[:, :, 3] = np.where(warmed, (mu_f - mu_m) / sd / lag_short, 0.0)
         out[:, :, 4] = np.where(warmed, (mu_m - mu_s_new) / sd / lag_long, 0.0)
+        out[:, :, 5] = persist
         flat = out.reshape(k, m * len(PER_METRIC))
         absz = np.abs(np.where(present, z_out, 0.0))
         extra = np.stack([dt, absz.max(axis=1)], axis=1).astype(np.float32)
@@ -209,7 +225,7 @@ class FeatureState:
             "params": self.get_params(),
             "arrays": {
                 k: getattr(self, k)[:size].copy()
-                for k in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s")
+                for k in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s", "persist")
             },
         }
 
@@ -226,6 +242,8 @@ class FeatureState:
             "tau_fast_s": self.tau_fast_s,
             "tau_mid_s": self.tau_mid_s,
             "tau_slow_s": self.tau_slow_s,
+            "tau_persist_s": self.tau_persist_s,
+            "persist_z": self.persist_z,
             "clip_z": self.clip_z,
             "warmup": self.warmup,
             "rel_sd_floor": self.rel_sd_floor,
