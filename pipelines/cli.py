@@ -127,7 +127,7 @@ def train(
 @app.command("train-sim")
 def train_sim(
     out: Annotated[Path, typer.Option(envvar="PRECOVERY_MODEL_OUT")] = Path("models/baseline"),
-    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS")] = 96.0,
+    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS")] = 168.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 11,
     verbose: Verbose = False,
 ) -> None:
@@ -194,8 +194,8 @@ def detect(
 
 @app.command()
 def demo(
-    duration: Annotated[float, typer.Option(envvar="PRECOVERY_DURATION",
-                                            help="Wall-clock seconds")] = 120.0,
+    duration: Annotated[float, typer.Option(
+        envvar="PRECOVERY_DURATION", help="Wall-clock seconds; 0 = until Ctrl-C")] = 0.0,
     speed: Annotated[float, typer.Option(envvar="PRECOVERY_SPEED",
                                          help="Simulated seconds per wall second")] = 60.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
