@@ -193,6 +193,47 @@ def detect(
 
 
 @app.command()
+def evaluate(
+    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS",
+                                         help="Simulated hours to replay")] = 24.0,
+    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED",
+                                      help="Simulator seed (unlike the training one)")] = 2027,
+    model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR")] = None,
+    out: Annotated[Path | None, typer.Option(envvar="PRECOVERY_OUT",
+                                             help="Write the full report (JSON) here")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Replay a simulated day through the full loop: lead times and false alarms."""
+    _setup_logging(verbose)
+    from pipelines.models import BASELINE_DIR
+    from pipelines.replay import ReplayConfig, replay
+    from predictor.risk import RiskModel
+
+    try:
+        model = RiskModel.load(model_dir or BASELINE_DIR)
+    except PrecoveryError as exc:
+        raise _fail(exc) from exc
+    with Progress(console=console) as bar:
+        task = bar.add_task("replaying (share of the simulated time)", total=1.0)
+        report = replay(model, ReplayConfig(hours=hours, seed=seed),
+                        progress=lambda f: bar.update(task, completed=f))
+    for name in ("failover", "prepare_or_failover"):
+        r = report[name]
+        lead = r["median_lead_time_s"]
+        console.print(
+            f"{name}: {r['caught']}/{r['incidents']} incidents foreseen with ≥ "
+            f"{r['min_warning_s']:.0f} s warning ({r['caught_any_warning']} with any), "
+            f"median lead time {'—' if lead is None else f'{lead:.0f} s'}, "
+            f"{r['false_alarms']} false alarms "
+            f"({r['false_alarms_per_entity_day']:.3f} per entity-day)"
+        )
+    console.print(f"{report['events']:,} events, {report['entities']} hosts, "
+                  f"{report['recommendations']} recommendations, model {report['model_version']}")
+    if out:
+        out.write_text(json.dumps(report, indent=2))
+
+
+@app.command()
 def demo(
     duration: Annotated[float, typer.Option(
         envvar="PRECOVERY_DURATION", help="Wall-clock seconds; 0 = until Ctrl-C")] = 0.0,
