@@ -31,7 +31,7 @@ from predictor.errors import (
     UnknownEntityError,
     ValidationError,
 )
-from predictor.events import ms_to_iso
+from predictor.events import loads, ms_to_iso
 from serve.schemas import (
     ErrorBody,
     Health,
@@ -177,10 +177,8 @@ def create_app(
             body.extend(part)
             if len(body) > max_body_bytes:
                 raise PayloadTooLarge("too_large", f"body over {max_body_bytes} bytes")
-        try:
-            payload = orjson.loads(bytes(body))
-        except orjson.JSONDecodeError as exc:
-            raise ValidationError("malformed_json", str(exc)[:120]) from None
+        # events.loads tells a NaN/Infinity literal (non_finite) from malformed JSON.
+        payload = loads(bytes(body), max_body_bytes)
         events = payload.get("events") if isinstance(payload, dict) else payload
         if not isinstance(events, list):
             raise ValidationError("wrong_type", 'body must be {"events": [...]} or a JSON array')
