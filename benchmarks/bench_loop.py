@@ -82,7 +82,7 @@ def run_river(events: list[dict[str, Any]], names: tuple[str, ...]) -> float:
     t0 = time.perf_counter()
     for slot, row in rows:
         model = models[slot]
-        x = {j: v for j, v in enumerate(row)}
+        x = dict(enumerate(row))
         model.score_one(x)
         model.learn_one(x)
     return len(rows) / (time.perf_counter() - t0)
@@ -112,16 +112,21 @@ def main() -> None:
     print(f"generating events for ~{args.entities:,} hosts × {args.steps} intervals …", flush=True)
     raw, events = make_events(args.entities, args.steps, args.seed)
     n_hosts = len({(e["system"], e["component"], e["host"]) for e in events[: args.entities * 2]})
-    print(f"{len(raw):,} events, {n_hosts:,} hosts, {np.mean([len(r) for r in raw]):.0f} B/event,"
-          f" model {'loaded' if model else 'absent'}; pid {os.getpid()}")
+    print(
+        f"{len(raw):,} events, {n_hosts:,} hosts, {np.mean([len(r) for r in raw]):.0f} B/event,"
+        f" model {'loaded' if model else 'absent'}; pid {os.getpid()}"
+    )
 
     ours = []
     for r in range(args.repeats):
         eps, engine = run_ours(raw, model)
         ours.append(eps)
-        print(f"  ours   run {r + 1}: {eps:>10,.0f} events/s "
-              f"(risk rows scored {engine.counters['risk_scored']:,}, "
-              f"recommendations {engine.counters['recommendations']:,})", flush=True)
+        print(
+            f"  ours   run {r + 1}: {eps:>10,.0f} events/s "
+            f"(risk rows scored {engine.counters['risk_scored']:,}, "
+            f"recommendations {engine.counters['recommendations']:,})",
+            flush=True,
+        )
 
     names = EngineConfig().metric_names
     sub_hosts = sorted({(e["system"], e["component"], e["host"]) for e in events})[
@@ -137,8 +142,10 @@ def main() -> None:
         river.append(eps)
         print(f"  river  run {r + 1}: {eps:>10,.0f} events/s on {len(sub_hosts)} hosts", flush=True)
     river_small = run_river(sub_small, names)
-    print(f"  river  on {len(half)} hosts: {river_small:,.0f} events/s "
-          "(per-event cost independent of host count)")
+    print(
+        f"  river  on {len(half)} hosts: {river_small:,.0f} events/s "
+        "(per-event cost independent of host count)"
+    )
 
     ours_mem = heap_per_entity(lambda: run_ours(raw[: n_hosts * 2], model)[1], n_hosts)
 

@@ -70,8 +70,9 @@ def simulate(
     out: Annotated[Path, typer.Option(envvar="PRECOVERY_OUT", help="Output directory")],
     hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours")] = 24.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
-    fmt: Annotated[str, typer.Option("--format", envvar="PRECOVERY_FORMAT",
-                                     help="parquet or csv")] = "parquet",
+    fmt: Annotated[
+        str, typer.Option("--format", envvar="PRECOVERY_FORMAT", help="parquet or csv")
+    ] = "parquet",
     failures_per_day: Annotated[float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY")] = 12.0,
     verbose: Verbose = False,
 ) -> None:
@@ -85,7 +86,10 @@ def simulate(
     with _progress() as bar:
         task = bar.add_task("simulating (hours)", total=hours)
         paths = write_dataset(
-            sim, hours, out, fmt,  # type: ignore[arg-type]
+            sim,
+            hours,
+            out,
+            fmt,
             progress=lambda frac: bar.update(task, completed=frac * hours),
         )
     for name, path in paths.items():
@@ -94,14 +98,18 @@ def simulate(
 
 @app.command()
 def train(
-    telemetry: Annotated[Path, typer.Option(envvar="PRECOVERY_TELEMETRY",
-                                            help="Telemetry history, CSV or Parquet")],
-    incidents: Annotated[Path, typer.Option(envvar="PRECOVERY_INCIDENTS",
-                                            help="Incident history, CSV")],
-    out: Annotated[Path, typer.Option(envvar="PRECOVERY_MODEL_OUT",
-                                      help="Model directory to write")],
-    horizon_s: Annotated[float, typer.Option(envvar="PRECOVERY_HORIZON_S",
-                                             help="Label horizon, seconds")] = 1800.0,
+    telemetry: Annotated[
+        Path, typer.Option(envvar="PRECOVERY_TELEMETRY", help="Telemetry history, CSV or Parquet")
+    ],
+    incidents: Annotated[
+        Path, typer.Option(envvar="PRECOVERY_INCIDENTS", help="Incident history, CSV")
+    ],
+    out: Annotated[
+        Path, typer.Option(envvar="PRECOVERY_MODEL_OUT", help="Model directory to write")
+    ],
+    horizon_s: Annotated[
+        float, typer.Option(envvar="PRECOVERY_HORIZON_S", help="Label horizon, seconds")
+    ] = 1800.0,
     verbose: Verbose = False,
 ) -> None:
     """Train the failure-risk model from telemetry and incident history (local files)."""
@@ -113,7 +121,9 @@ def train(
         with _progress() as bar:
             task = bar.add_task("features", total=count_rows(telemetry))
             model, report = train_files(
-                telemetry, incidents, TrainConfig(horizon_s=horizon_s),
+                telemetry,
+                incidents,
+                TrainConfig(horizon_s=horizon_s),
                 progress=lambda n: bar.advance(task, n),
             )
         model.save(out)
@@ -146,7 +156,9 @@ def train_sim(
 
 def _print_metrics(metrics: dict[str, object]) -> None:
     units = {
-        "median_lead_time_s": "s", "fit_s": "s", "false_alarms_per_entity_day": "per entity-day",
+        "median_lead_time_s": "s",
+        "fit_s": "s",
+        "false_alarms_per_entity_day": "per entity-day",
     }
     for k, v in metrics.items():
         shown = f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -157,14 +169,19 @@ def _print_metrics(metrics: dict[str, object]) -> None:
 def detect(
     telemetry: Annotated[Path, typer.Argument(help="Telemetry to score, CSV or Parquet")],
     out: Annotated[Path, typer.Option(envvar="PRECOVERY_OUT", help="Scores file, .csv/.parquet")],
-    history: Annotated[Path | None, typer.Option(envvar="PRECOVERY_HISTORY",
-                                                 help="Warm-up history, not written")] = None,
-    model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR",
-                                                   help="Risk model directory")] = None,
-    detector: Annotated[str, typer.Option(envvar="PRECOVERY_DETECTOR",
-                                          help="ewmaz (fast) or hst (river)")] = "ewmaz",
-    metrics: Annotated[str | None, typer.Option(envvar="PRECOVERY_METRICS",
-                                                help="Comma-separated metric columns")] = None,
+    history: Annotated[
+        Path | None, typer.Option(envvar="PRECOVERY_HISTORY", help="Warm-up history, not written")
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory"),
+    ] = None,
+    detector: Annotated[
+        str, typer.Option(envvar="PRECOVERY_DETECTOR", help="ewmaz (fast) or hst (river)")
+    ] = "ewmaz",
+    metrics: Annotated[
+        str | None, typer.Option(envvar="PRECOVERY_METRICS", help="Comma-separated metric columns")
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Score a telemetry file row by row: anomaly_score, and risk/health with a model."""
@@ -179,7 +196,11 @@ def detect(
         with _progress() as bar:
             task = bar.add_task("scoring", total=count_rows(telemetry))
             summary = detect_file(
-                telemetry, out, history, model, detector,
+                telemetry,
+                out,
+                history,
+                model,
+                detector,
                 tuple(m.strip() for m in metrics.split(",")) if metrics else None,
                 progress=lambda n: bar.advance(task, n),
             )
@@ -194,13 +215,16 @@ def detect(
 
 @app.command()
 def evaluate(
-    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS",
-                                         help="Simulated hours to replay")] = 24.0,
-    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED",
-                                      help="Simulator seed (unlike the training one)")] = 2027,
+    hours: Annotated[
+        float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours to replay")
+    ] = 24.0,
+    seed: Annotated[
+        int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed (unlike the training one)")
+    ] = 2027,
     model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR")] = None,
-    out: Annotated[Path | None, typer.Option(envvar="PRECOVERY_OUT",
-                                             help="Write the full report (JSON) here")] = None,
+    out: Annotated[
+        Path | None, typer.Option(envvar="PRECOVERY_OUT", help="Write the full report (JSON) here")
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Replay a simulated day through the full loop: lead times and false alarms."""
@@ -215,8 +239,11 @@ def evaluate(
         raise _fail(exc) from exc
     with Progress(console=console) as bar:
         task = bar.add_task("replaying (share of the simulated time)", total=1.0)
-        report = replay(model, ReplayConfig(hours=hours, seed=seed),
-                        progress=lambda f: bar.update(task, completed=f))
+        report = replay(
+            model,
+            ReplayConfig(hours=hours, seed=seed),
+            progress=lambda f: bar.update(task, completed=f),
+        )
     for name in ("failover", "prepare_or_failover"):
         r = report[name]
         lead = r["median_lead_time_s"]
@@ -227,23 +254,30 @@ def evaluate(
             f"{r['false_alarms']} false alarms "
             f"({r['false_alarms_per_entity_day']:.3f} per entity-day)"
         )
-    console.print(f"{report['events']:,} events, {report['entities']} hosts, "
-                  f"{report['recommendations']} recommendations, model {report['model_version']}")
+    console.print(
+        f"{report['events']:,} events, {report['entities']} hosts, "
+        f"{report['recommendations']} recommendations, model {report['model_version']}"
+    )
     if out:
         out.write_text(json.dumps(report, indent=2))
 
 
 @app.command()
 def demo(
-    duration: Annotated[float, typer.Option(
-        envvar="PRECOVERY_DURATION", help="Wall-clock seconds; 0 = until Ctrl-C")] = 0.0,
-    speed: Annotated[float, typer.Option(envvar="PRECOVERY_SPEED",
-                                         help="Simulated seconds per wall second")] = 60.0,
+    duration: Annotated[
+        float,
+        typer.Option(envvar="PRECOVERY_DURATION", help="Wall-clock seconds; 0 = until Ctrl-C"),
+    ] = 0.0,
+    speed: Annotated[
+        float, typer.Option(envvar="PRECOVERY_SPEED", help="Simulated seconds per wall second")
+    ] = 60.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
     port: Annotated[int, typer.Option(envvar="PRECOVERY_API__PORT")] = 8000,
     model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR")] = None,
-    summary_json: Annotated[Path | None, typer.Option(envvar="PRECOVERY_SUMMARY_JSON",
-                                                      help="Also write the summary here")] = None,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option(envvar="PRECOVERY_SUMMARY_JSON", help="Also write the summary here"),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """The main job: a simulated fleet through the in-process stream, with the API served."""
@@ -254,8 +288,9 @@ def demo(
     try:
         with _progress() as bar:
             task = bar.add_task("loading the risk model", total=None)
-            model, trained = load_or_train(model_dir or BASELINE_DIR,
-                                           progress=lambda n: bar.advance(task, n))
+            model, trained = load_or_train(
+                model_dir or BASELINE_DIR, progress=lambda n: bar.advance(task, n)
+            )
         if trained:
             console.print(f"trained a baseline model {model.version}")
         summary = run_demo(
@@ -275,29 +310,44 @@ def main() -> None:  # pragma: no cover - console entry
 
 @app.command()
 def stream(
-    bootstrap: Annotated[str, typer.Option(envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS",
-                                           help="Kafka host:port[,host:port]")],
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
+        ),
+    ],
     group: Annotated[str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID")] = "precovery-stream",
-    state_dir: Annotated[Path, typer.Option(envvar="PRECOVERY_STATE_DIR",
-                                            help="Checkpoints go to <state-dir>/checkpoints")
-                         ] = Path(".precovery"),
-    model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR",
-                                                   help="Risk model directory")] = None,
-    no_model: Annotated[bool, typer.Option(envvar="PRECOVERY_NO_MODEL",
-                                           help="Heartbeat rule only, no risk model")] = False,
-    topic_prefix: Annotated[str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX",
-                                              help="Prefix of every topic name")] = "",
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="PRECOVERY_STATE_DIR", help="Checkpoints go to <state-dir>/checkpoints"
+        ),
+    ] = Path(".precovery"),
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory"),
+    ] = None,
+    no_model: Annotated[
+        bool, typer.Option(envvar="PRECOVERY_NO_MODEL", help="Heartbeat rule only, no risk model")
+    ] = False,
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
+    ] = "",
     create_topics: Annotated[bool, typer.Option(envvar="PRECOVERY_CREATE_TOPICS")] = True,
-    partitions: Annotated[int, typer.Option(envvar="PRECOVERY_PARTITIONS",
-                                            help="Partitions of topics this creates")] = 3,
+    partitions: Annotated[
+        int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
+    ] = 3,
     max_batch: Annotated[int, typer.Option(envvar="PRECOVERY_KAFKA__MAX_POLL_RECORDS")] = 5000,
-    checkpoint_interval_s: Annotated[float, typer.Option(
-        envvar="PRECOVERY_CHECKPOINT_INTERVAL_S")] = 5.0,
-    session_timeout_ms: Annotated[int, typer.Option(envvar="PRECOVERY_SESSION_TIMEOUT_MS")
-                                  ] = 10_000,
+    checkpoint_interval_s: Annotated[
+        float, typer.Option(envvar="PRECOVERY_CHECKPOINT_INTERVAL_S")
+    ] = 5.0,
+    session_timeout_ms: Annotated[
+        int, typer.Option(envvar="PRECOVERY_SESSION_TIMEOUT_MS")
+    ] = 10_000,
     client_id: Annotated[str | None, typer.Option(envvar="PRECOVERY_CLIENT_ID")] = None,
-    idle_exit_s: Annotated[float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S",
-                                                      help="Stop after this long idle")] = None,
+    idle_exit_s: Annotated[
+        float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this long idle")
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run a stream worker on Kafka (one member of the consumer group); SIGTERM stops it."""
@@ -314,26 +364,48 @@ def stream(
 
     settings = get_settings()
     k = settings.kafka
-    topics = Topics(*(topic_prefix + t for t in (
-        k.telemetry_topic, k.positions_topic, k.market_topic, k.recommendations_topic,
-        k.health_topic, k.dlq_topic)))
+    topics = Topics(
+        *(
+            topic_prefix + t
+            for t in (
+                k.telemetry_topic,
+                k.positions_topic,
+                k.market_topic,
+                k.recommendations_topic,
+                k.health_topic,
+                k.dlq_topic,
+            )
+        )
+    )
     try:
         if create_topics:
-            ensure_topics(bootstrap, {
-                "telemetry": topics.telemetry, "positions": topics.positions,
-                "market": topics.market, "recommendations": topics.recommendations,
-                "health": topics.health, "dlq": topics.dlq,
-            }, partitions=partitions)
+            ensure_topics(
+                bootstrap,
+                {
+                    "telemetry": topics.telemetry,
+                    "positions": topics.positions,
+                    "market": topics.market,
+                    "recommendations": topics.recommendations,
+                    "health": topics.health,
+                    "dlq": topics.dlq,
+                },
+                partitions=partitions,
+            )
         model = None if no_model else RiskModel.load(model_dir or BASELINE_DIR)
-        config = EngineConfig(tick_s=settings.tick_s, risk_cadence_s=settings.risk_cadence_s,
-                              hold_s=settings.hold_s)
+        config = EngineConfig(
+            tick_s=settings.tick_s, risk_cadence_s=settings.risk_cadence_s, hold_s=settings.hold_s
+        )
         worker = KafkaStreamWorker(
             StreamConfig(
-                bootstrap=bootstrap, group_id=group, topics=topics,
-                checkpoint_dir=state_dir / "checkpoints", max_batch=max_batch,
+                bootstrap=bootstrap,
+                group_id=group,
+                topics=topics,
+                checkpoint_dir=state_dir / "checkpoints",
+                max_batch=max_batch,
                 max_message_bytes=k.max_message_bytes,
                 checkpoint_interval_s=checkpoint_interval_s,
-                session_timeout_ms=session_timeout_ms, client_id=client_id,
+                session_timeout_ms=session_timeout_ms,
+                client_id=client_id,
             ),
             engine_factory(config, model),
         )
@@ -347,22 +419,32 @@ def stream(
 
 @app.command("simulate-kafka")
 def simulate_kafka(
-    bootstrap: Annotated[str, typer.Argument(envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS",
-                                             help="Kafka host:port[,host:port]")],
+    bootstrap: Annotated[
+        str,
+        typer.Argument(
+            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
+        ),
+    ],
     hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours")] = 1.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
     failures_per_day: Annotated[float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY")] = 12.0,
-    copies: Annotated[int, typer.Option(envvar="PRECOVERY_COPIES",
-                                        help="Copies of the base fleet")] = 1,
-    rate: Annotated[float, typer.Option(envvar="PRECOVERY_RATE",
-                                        help="Telemetry events/s; 0 = as fast as possible")
-                    ] = 0.0,
-    bad_every: Annotated[int, typer.Option(envvar="PRECOVERY_BAD_EVERY",
-                                           help="Every Nth telemetry record broken; 0 = none")
-                         ] = 0,
+    copies: Annotated[
+        int, typer.Option(envvar="PRECOVERY_COPIES", help="Copies of the base fleet")
+    ] = 1,
+    rate: Annotated[
+        float,
+        typer.Option(envvar="PRECOVERY_RATE", help="Telemetry events/s; 0 = as fast as possible"),
+    ] = 0.0,
+    bad_every: Annotated[
+        int,
+        typer.Option(
+            envvar="PRECOVERY_BAD_EVERY", help="Every Nth telemetry record broken; 0 = none"
+        ),
+    ] = 0,
     topic_prefix: Annotated[str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX")] = "",
-    partitions: Annotated[int, typer.Option(envvar="PRECOVERY_PARTITIONS",
-                                            help="Partitions of topics this creates")] = 3,
+    partitions: Annotated[
+        int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
+    ] = 3,
     verbose: Verbose = False,
 ) -> None:
     """`precovery simulate` into Kafka: telemetry, positions, market and incidents topics."""
@@ -374,21 +456,41 @@ def simulate_kafka(
     from predictor.sim import SimConfig
 
     k = get_settings().kafka
-    topics = Topics(*(topic_prefix + t for t in (
-        k.telemetry_topic, k.positions_topic, k.market_topic, k.recommendations_topic,
-        k.health_topic, k.dlq_topic)))
+    topics = Topics(
+        *(
+            topic_prefix + t
+            for t in (
+                k.telemetry_topic,
+                k.positions_topic,
+                k.market_topic,
+                k.recommendations_topic,
+                k.health_topic,
+                k.dlq_topic,
+            )
+        )
+    )
     incidents = topic_prefix + k.incidents_topic
     try:
-        ensure_topics(bootstrap, {
-            "telemetry": topics.telemetry, "positions": topics.positions,
-            "market": topics.market, "incidents": incidents,
-        }, partitions=partitions)
+        ensure_topics(
+            bootstrap,
+            {
+                "telemetry": topics.telemetry,
+                "positions": topics.positions,
+                "market": topics.market,
+                "incidents": incidents,
+            },
+            partitions=partitions,
+        )
         with _progress() as bar:
             task = bar.add_task("producing (hours)", total=hours)
             sent = simulate_to_kafka(
-                bootstrap, SimConfig(seed=seed, failures_per_day=failures_per_day,
-                                     copies=copies),
-                hours, topics, incidents, rate=rate, bad_every=bad_every,
+                bootstrap,
+                SimConfig(seed=seed, failures_per_day=failures_per_day, copies=copies),
+                hours,
+                topics,
+                incidents,
+                rate=rate,
+                bad_every=bad_every,
                 progress=lambda frac: bar.update(task, completed=frac * hours),
             )
     except PrecoveryError as exc:

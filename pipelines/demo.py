@@ -21,8 +21,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -138,8 +138,10 @@ def run_demo(
     # Scripted failures fall in the first simulated hour of an endless run, which plays
     # up to a simulated week (about 2.8 h of wall time at 60×).
     live_sim_s = 3600.0 if forever else cfg.duration_s * cfg.speed
-    hours = (cfg.warmup_s / 3600.0 + 24.0 * 7) if forever else (
-        (cfg.warmup_s + live_sim_s) / 3600.0 + 0.01
+    hours = (
+        (cfg.warmup_s / 3600.0 + 24.0 * 7)
+        if forever
+        else ((cfg.warmup_s + live_sim_s) / 3600.0 + 0.01)
     )
     sim = Simulator(
         SimConfig(
@@ -149,11 +151,10 @@ def run_demo(
             scheduled=demo_schedule(cfg.warmup_s, live_sim_s),
         )
     )
-    critical = {
-        (s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components
-    }
-    engine = Engine(EngineConfig(), model=model, critical=critical,
-                    system_venue=sim.fleet.system_venue)
+    critical = {(s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components}
+    engine = Engine(
+        EngineConfig(), model=model, critical=critical, system_venue=sim.fleet.system_venue
+    )
     live = LiveState(engine)
     source, sink = MemorySource(), MemorySink()
     run = DemoRun(sim=sim, live=live, source=source, sink=sink, hours=hours)
@@ -282,9 +283,7 @@ def _fmt_lead(lead: float | None) -> str:
 
 
 def _rec_line(run: DemoRun, rec: dict[str, Any]) -> str:
-    reasons = ", ".join(
-        f"{r['feature']}={r['value']}" for r in rec["reasons"][:3]
-    )
+    reasons = ", ".join(f"{r['feature']}={r['value']}" for r in rec["reasons"][:3])
     window = f" not before {rec['not_before'][11:19]}Z" if rec.get("not_before") else ""
     return (
         f"{rec['issued_at'][11:19]}Z {rec['system']}/{rec['component']}: "
@@ -321,8 +320,15 @@ def _view(run: DemoRun, port: int) -> Group:
             s["action"],
         )
     recs = Table(title="Recommendations (newest first)", expand=True)
-    for col in ("issued", "system/component", "action", "risk", "lead time", "stay vs switch",
-                "reasons"):
+    for col in (
+        "issued",
+        "system/component",
+        "action",
+        "risk",
+        "lead time",
+        "stay vs switch",
+        "reasons",
+    ):
         recs.add_column(col)
     shown = [r for r in run.recommendations if r["action"] != "none"][-8:]
     for rec in reversed(shown):
@@ -347,20 +353,22 @@ def _view(run: DemoRun, port: int) -> Group:
 
 def _summary(run: DemoRun) -> dict[str, Any]:
     status = run.live.status()
-    acts = [
-        r for r in run.recommendations if r["action"] in ("failover_at_window", "failover_now")
-    ]
+    acts = [r for r in run.recommendations if r["action"] in ("failover_at_window", "failover_now")]
     now_ms = status["watermark"] or run.sim.start_ms
     failures = [
-        ep for ep in run.failures
-        if ep.failure_at_ms is not None and ep.failure_at_ms <= now_ms
+        ep
+        for ep in run.failures
+        if ep.failure_at_ms is not None
+        and ep.failure_at_ms <= now_ms
         and ep.failure_at_ms >= run.sim.start_ms + 1_800_000
     ]
     leads: list[float] = []
     for ep in failures:
         before = [
-            parse_ts(r["issued_at"]) for r in acts
-            if r["system"] == ep.system and r["component"] == ep.component
+            parse_ts(r["issued_at"])
+            for r in acts
+            if r["system"] == ep.system
+            and r["component"] == ep.component
             and ep.onset_at_ms - 600_000 <= parse_ts(r["issued_at"]) < ep.failure_at_ms
         ]
         if before:

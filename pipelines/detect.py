@@ -20,7 +20,6 @@ from pipelines.frames import (
     ENTITY_COLUMNS,
     Layout,
     TableWriter,
-    count_rows,
     detect_layout,
     frame_to_batch,
     iter_frames,

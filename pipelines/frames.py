@@ -75,7 +75,8 @@ def detect_layout(head: pd.DataFrame, metrics: Sequence[str] | None = None) -> L
         chosen = tuple(
             c
             for c in head.columns
-            if c not in skip and pd.api.types.is_numeric_dtype(head[c])
+            if c not in skip
+            and pd.api.types.is_numeric_dtype(head[c])
             and not pd.api.types.is_bool_dtype(head[c])
         )
     if not chosen:
@@ -130,9 +131,9 @@ def frame_to_batch(df: pd.DataFrame, layout: Layout, offset: int = 0) -> Telemet
             parts.append(np.full(len(df), DEFAULT_ENTITY, dtype=object))
     keys_all = list(zip(*(p.tolist() for p in parts), strict=True))
     x = np.array(
-        df.loc[:, list(layout.metrics)].apply(pd.to_numeric, errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+        df.loc[:, list(layout.metrics)]
+        .apply(pd.to_numeric, errors="coerce")
+        .to_numpy(dtype=np.float64, na_value=np.nan)
     )
     x[~np.isfinite(x)] = np.nan
     idx = np.flatnonzero(good)
@@ -162,8 +163,9 @@ class TableWriter:
                 self._pq = pq.ParquetWriter(self.path, table.schema)
             self._pq.write_table(table.cast(self._pq.schema))
         else:
-            df.to_csv(self.path, mode="a" if self._started else "w", header=not self._started,
-                      index=False)
+            df.to_csv(
+                self.path, mode="a" if self._started else "w", header=not self._started, index=False
+            )
         self._started = True
 
     def close(self) -> None:

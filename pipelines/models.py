@@ -43,13 +43,20 @@ def train_on_simulation(
     """Simulate ``hours`` of fleet history and train on it (no files needed)."""
     cfg = cfg or TrainConfig()
     sim = Simulator(
-        SimConfig(seed=seed, failures_per_day=failures_per_day, start=datetime(2026, 1, 5, tzinfo=UTC))
+        SimConfig(
+            seed=seed, failures_per_day=failures_per_day, start=datetime(2026, 1, 5, tzinfo=UTC)
+        )
     )
     data = build_features(sim_frames(sim, hours), stride=cfg.stride, progress=progress)
     incidents = [Incident.from_record(r) for r in sim.incidents(hours)]
     model, report = train_model(data, incidents, cfg)
-    report["data"] = {"source": "simulator", "hours": hours, "seed": seed,
-                      "failures_per_day": failures_per_day, "rows": int(len(data.x))}
+    report["data"] = {
+        "source": "simulator",
+        "hours": hours,
+        "seed": seed,
+        "failures_per_day": failures_per_day,
+        "rows": int(len(data.x)),
+    }
     return model, report
 
 

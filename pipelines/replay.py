@@ -44,8 +44,9 @@ def replay(
     """Run the loop over ``cfg.hours`` simulated hours; return the decision report."""
     sim = Simulator(SimConfig(seed=cfg.seed, failures_per_day=cfg.failures_per_day))
     critical = {(s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components}
-    engine = Engine(EngineConfig(), model=model, critical=critical,
-                    system_venue=sim.fleet.system_venue)
+    engine = Engine(
+        EngineConfig(), model=model, critical=critical, system_venue=sim.fleet.system_venue
+    )
     recs: list[dict[str, Any]] = []
     layout = None
     offset = 0
@@ -61,7 +62,8 @@ def replay(
             progress((chunk.t1_ms - sim.start_ms) / 3_600_000 / cfg.hours)
     warm_until = sim.start_ms + int(cfg.warmup_h * 3_600_000)
     incidents = [
-        Incident.from_record(r) for r in sim.incidents(cfg.hours)
+        Incident.from_record(r)
+        for r in sim.incidents(cfg.hours)
         if parse_ts(r["started_at"]) >= warm_until
     ]
     n_entities = len(sim.fleet.entities)
@@ -71,11 +73,13 @@ def replay(
         alarms = [
             Alarm(r["system"], r["component"], parse_ts(r["issued_at"]))
             for r in recs
-            if r["action"] in actions and parse_ts(r["issued_at"]) >= warm_until
+            if r["action"] in actions
+            and parse_ts(r["issued_at"]) >= warm_until
             and not _is_heartbeat(r)
         ]
-        return lead_time_report(alarms, incidents, engine.horizon_s, cfg.min_warning_s,
-                                n_entities * days)
+        return lead_time_report(
+            alarms, incidents, engine.horizon_s, cfg.min_warning_s, n_entities * days
+        )
 
     heartbeat = sum(1 for r in recs if _is_heartbeat(r))
     return {

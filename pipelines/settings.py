@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     risk_cadence_s: float = Field(60.0, description="Event time between risk scorings, s")
     tick_s: float = Field(10.0, description="Event time between decision rounds, s")
     hold_s: float = Field(300.0, description="A lower action must hold this long, s")
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
 

@@ -89,13 +89,17 @@ def build_features(
 ) -> Dataset:
     """Run the stream's engine over history frames and keep every ``stride``-th row."""
     engine = Engine(EngineConfig(metric_names=metric_names))
-    xs, ts, keys = [], [], []
+    xs: list[np.ndarray] = []
+    ts: list[np.ndarray] = []
+    keys: list[tuple[str, str, str]] = []
     offset = 0
     layout = None
     for df in frames:
         if layout is None:
             layout = detect_layout(df, metric_names)
-        res = engine.process(frame_to_batch(df, layout, offset), collect_features=True, decide=False)
+        res = engine.process(
+            frame_to_batch(df, layout, offset), collect_features=True, decide=False
+        )
         assert res.features is not None and res.ts_ms is not None
         # Stride on the global row number so chunking does not change the sample.
         keep = (res.index % stride) == 0
@@ -117,7 +121,10 @@ def build_features(
 
 
 def alarms_from_scores(
-    keys: list[tuple[str, str, str]], ts_ms: np.ndarray, risk: np.ndarray, threshold: float,
+    keys: list[tuple[str, str, str]],
+    ts_ms: np.ndarray,
+    risk: np.ndarray,
+    threshold: float,
     refractory_s: float,
 ) -> list[Alarm]:
     """Rising edges of ``risk >= threshold`` per component, merged within ``refractory_s``."""
@@ -137,7 +144,9 @@ def alarms_from_scores(
 
 
 def train_model(
-    data: Dataset, incidents: list[Incident], cfg: TrainConfig,
+    data: Dataset,
+    incidents: list[Incident],
+    cfg: TrainConfig,
     progress: Progress | None = None,
 ) -> tuple[RiskModel, dict[str, Any]]:
     """Label, split in time with a purge gap, fit, evaluate; returns (model, report)."""

@@ -443,7 +443,9 @@ class Engine:
         m = len(slots)
         anomaly = np.zeros(m)
         risk = np.full(m, np.nan)
-        feats = np.empty((m, len(self.feature_names)), dtype=np.float32) if collect_features else None
+        feats = (
+            np.empty((m, len(self.feature_names)), dtype=np.float32) if collect_features else None
+        )
         recs: list[dict[str, Any]] = []
 
         tick_ms = int(cfg.tick_s * 1000)
@@ -462,7 +464,9 @@ class Engine:
                 if feats is not None:
                     feats[seg] = f
                 self.watermark_ms = max(wm0, int(running[hi - 1]))
-            if hi < m and decide:  # the row at ``hi`` crosses into a new tick: decide at its boundary
+            if (
+                hi < m and decide
+            ):  # the row at ``hi`` crosses into a new tick: decide at its boundary
                 recs.extend(self._tick(int(tick_idx[hi]) * tick_ms))
         self.counters["events"] += m
         health = host_health(risk, anomaly, np.zeros(m, dtype=bool))
@@ -734,7 +738,9 @@ class Engine:
         self.latest_rec[c] = rec
         self.recent.append(rec)
         self.counters["recommendations"] += 1
-        logger.debug("recommendation %s %s/%s %s", rec["recommendation_id"], system, component, name)
+        logger.debug(
+            "recommendation %s %s/%s %s", rec["recommendation_id"], system, component, name
+        )
         return rec
 
     # -- views for the API and the terminal ---------------------------------------------
@@ -854,11 +860,23 @@ class Engine:
         n = max(1, self.n_entities)
         loop = sum(
             a.nbytes / len(a)
-            for a in (self.slot_comp, self.risk, self.risk_ts, self.anomaly, self.dead,
-                      self.latest, self.host_health)
+            for a in (
+                self.slot_comp,
+                self.risk,
+                self.risk_ts,
+                self.anomaly,
+                self.dead,
+                self.latest,
+                self.host_health,
+            )
         )
-        return self.features.nbytes_per_entity() + self.detector.nbytes_per_entity() + loop + (
-            200.0 * len(self._keys) / n  # registry dict + key tuple, measured ≈ 200 B
+        return (
+            self.features.nbytes_per_entity()
+            + self.detector.nbytes_per_entity()
+            + loop
+            + (
+                200.0 * len(self._keys) / n  # registry dict + key tuple, measured ≈ 200 B
+            )
         )
 
 

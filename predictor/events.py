@@ -217,10 +217,14 @@ def decode_telemetry(
                 row = None
             if row is not None and not (
                 type(system) is type(component) is type(host) is str
-                and system and component and host
-                and len(system) <= MAX_NAME and len(component) <= MAX_NAME
+                and system
+                and component
+                and host
+                and len(system) <= MAX_NAME
+                and len(component) <= MAX_NAME
                 and len(host) <= MAX_NAME
-                and type(t) is int and MIN_TS_MS <= t < MAX_TS_MS
+                and type(t) is int
+                and MIN_TS_MS <= t < MAX_TS_MS
                 and len(m) <= MAX_METRICS
                 and numeric.issuperset(map(type, row))
             ):
@@ -245,7 +249,8 @@ def decode_telemetry(
             col = int(np.flatnonzero(np.isinf(x[j]))[0])
             rejects.append(Reject(int(idx_arr[j]), "non_finite", f"metrics.{names[col]}"))
         good = ~bad
-        keys = [k for k, g in zip(keys, good.tolist(), strict=True) if g]
+        keep = [bool(v) for v in good]
+        keys = [k for k, g in zip(keys, keep, strict=True) if g]
         x, ts_arr, idx_arr = x[good], ts_arr[good], idx_arr[good]
         rejects.sort(key=lambda r: r.index)
     return TelemetryBatch(keys=keys, ts_ms=ts_arr, x=x, index=idx_arr, rejects=rejects)

@@ -130,15 +130,17 @@ class FeatureState:
         if capacity <= self.capacity:
             return
         new = max(capacity, 2 * self.capacity)
-        old = {k: getattr(self, k) for k in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s", "persist")}
+        old = {
+            k: getattr(self, k)
+            for k in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s", "persist")
+        }
         self._alloc(new)
         for k, arr in old.items():
             getattr(self, k)[: len(arr)] = arr
 
     def nbytes_per_entity(self) -> int:
         """State bytes per entity slot."""
-        arrays = (self.n, self.last_ts, self.mu_f, self.mu_m, self.mu_s, self.var_s,
-                  self.persist)
+        arrays = (self.n, self.last_ts, self.mu_f, self.mu_m, self.mu_s, self.var_s, self.persist)
         return sum(a.nbytes for a in arrays) // max(1, self.capacity)
 
     def update(
@@ -249,4 +251,3 @@ class FeatureState:
             "rel_sd_floor": self.rel_sd_floor,
             "abs_sd_floor": self.abs_sd_floor,
         }
-

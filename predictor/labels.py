@@ -123,8 +123,13 @@ def lead_time_report(
         if lead is not None:
             leads.append(lead)
         per_incident.append(
-            {"incident_id": inc.incident_id, "system": inc.system, "component": inc.component,
-             "kind": inc.kind, "lead_time_s": lead}
+            {
+                "incident_id": inc.incident_id,
+                "system": inc.system,
+                "component": inc.component,
+                "kind": inc.kind,
+                "lead_time_s": lead,
+            }
         )
     false = 0
     inc_by_comp: dict[tuple[str, str], list[Incident]] = defaultdict(list)

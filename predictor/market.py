@@ -134,9 +134,7 @@ class MarketArrays:
         )
 
 
-def _market_terms(
-    e: Exposure, m: MarketArrays, c: CostConfig, minutes: float
-) -> np.ndarray:
+def _market_terms(e: Exposure, m: MarketArrays, c: CostConfig, minutes: float) -> np.ndarray:
     is_open = m.session != CLOSED
     vol = np.abs(e.net_usd) * m.volatility_bps_per_min * 1e-4 * np.sqrt(minutes) * 0.8
     orders = e.open_orders * c.stranded_order_usd_per_min * minutes

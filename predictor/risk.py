@@ -144,7 +144,7 @@ class RiskModel:
         if self.calibration_ is None:
             return np.asarray(raw, dtype=np.float64)
         xs, ys = self.calibration_
-        return np.interp(raw, xs, ys)
+        return np.asarray(np.interp(raw, xs, ys), dtype=np.float64)
 
     def explain(self, x: np.ndarray, top_k: int = 3) -> list[list[Reason]]:
         """The ``top_k`` features that pushed each row's risk up the most."""
@@ -152,7 +152,7 @@ class RiskModel:
         x = np.asarray(x, dtype=np.float32)
         if len(x) == 0:
             return []
-        contrib = self.booster_.predict(x, pred_contrib=True, num_threads=1)[:, :-1]
+        contrib = np.asarray(self.booster_.predict(x, pred_contrib=True, num_threads=1))[:, :-1]
         out = []
         for row, c in zip(x, contrib, strict=True):
             top = np.argsort(-c, kind="stable")[:top_k]

@@ -20,7 +20,7 @@ import pickle
 from typing import Any, Self
 
 import numpy as np
-from river import anomaly, compose, preprocessing
+from river import anomaly, preprocessing
 
 
 class RiverHST:
