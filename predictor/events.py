@@ -249,8 +249,7 @@ def decode_telemetry(
             col = int(np.flatnonzero(np.isinf(x[j]))[0])
             rejects.append(Reject(int(idx_arr[j]), "non_finite", f"metrics.{names[col]}"))
         good = ~bad
-        keep = [bool(v) for v in good]
-        keys = [k for k, g in zip(keys, keep, strict=True) if g]
+        keys = [keys[j] for j in np.flatnonzero(good).tolist()]
         x, ts_arr, idx_arr = x[good], ts_arr[good], idx_arr[good]
         rejects.sort(key=lambda r: r.index)
     return TelemetryBatch(keys=keys, ts_ms=ts_arr, x=x, index=idx_arr, rejects=rejects)
