@@ -402,14 +402,22 @@ class _Listener(ConsumerRebalanceListener):
     def __init__(self, worker: KafkaStreamWorker) -> None:
         self.worker = worker
 
+    # kafka-python swallows a callback's exception into a generic KafkaError: keep ours.
     def on_partitions_revoked(self, revoked: list[Any]) -> None:
-        self.worker._on_revoked(revoked)
+        self._guard(self.worker._on_revoked, revoked)
 
     def on_partitions_assigned(self, assigned: list[Any]) -> None:
-        self.worker._on_assigned(assigned)
+        self._guard(self.worker._on_assigned, assigned)
 
     def on_partitions_lost(self, lost: list[Any]) -> None:
-        self.worker._on_lost(lost)
+        self._guard(self.worker._on_lost, lost)
+
+    def _guard(self, fn: Callable[[list[Any]], None], parts: list[Any]) -> None:
+        try:
+            fn(parts)
+        except Exception as exc:
+            self.worker._listener_error = exc
+            raise
 
 
 class KafkaStreamWorker:
@@ -454,6 +462,8 @@ class KafkaStreamWorker:
             "batches": 0,
         }
         self.assignments: list[list[int]] = []
+        self._listener_error: Exception | None = None
+        make_engine(None)  # fail before joining the group if the model does not fit
 
     # -- lifecycle --------------------------------------------------------------------
     def stop(self) -> None:
@@ -513,9 +523,15 @@ class KafkaStreamWorker:
     def run_once(self) -> int:
         """One iteration; returns how many input records it polled."""
         cfg = self.config
-        polled = self.consumer.poll(
-            timeout_ms=int(cfg.poll_timeout_s * 1000), max_records=cfg.max_batch
-        )
+        try:
+            polled = self.consumer.poll(
+                timeout_ms=int(cfg.poll_timeout_s * 1000), max_records=cfg.max_batch
+            )
+        except Exception as exc:
+            err, self._listener_error = self._listener_error, None
+            if err is not None:
+                raise err from exc
+            raise
         out: list[OutRecord] = []
         n = 0
         for tp, krecs in polled.items():
