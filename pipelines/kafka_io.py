@@ -139,6 +139,10 @@ def group_consumer(
             max_partition_fetch_bytes=max_partition_fetch_bytes,
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
+        # Without metadata at the first join the assignor sees no partitions and hands out
+        # nothing (kafka-python does not always rejoin when metadata arrives later).
+        for topic in topics:
+            partitions_for(consumer, topic)
         consumer.subscribe(topics=list(topics), listener=listener)
     except KafkaError as exc:
         raise SourceError(f"cannot join group {group_id} at {bootstrap}: {exc}") from exc
