@@ -1,22 +1,28 @@
 """Session-wide fixtures: one small risk model and one short simulated stream.
 
-Both are built once per test session (the model in about ten seconds) and shared by the
+Both are built once per test session (the model in a few seconds) and shared by the
 unit, API and CLI tests. Factories for single events live in ``tests/factories.py``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from pipelines.train import build_features, sim_frames
-from predictor.labels import Incident, make_labels
-from predictor.risk import RiskModel
-from predictor.sim import SimConfig, Simulator
 from tests.factories import SimStream, failure_at, sim_stream
+
+if TYPE_CHECKING:
+    from predictor.risk import RiskModel
+
+# LightGBM trains with OpenMP threads; on a busy 2-core machine libgomp's default
+# spin-waiting makes a fit ten times slower. Set before any test module loads LightGBM
+# (and inherited by the CLI subprocesses): this module must not import LightGBM or
+# scikit-learn at the top. Only speed depends on it, never a result.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 settings.register_profile(
     "precovery",
@@ -33,9 +39,16 @@ def small_model() -> RiskModel:
     """A risk model trained on 16 h of a 17-host fleet with many failures (50 trees).
 
     Features and labels as in ``pipelines.train`` (the stream's engine over simulated
-    history), on a small fleet and one LightGBM thread (OpenMP threads spin badly on a
-    busy 2-core machine): a few seconds, and good enough to rank.
+    history), on a small fleet and one LightGBM thread: a few seconds, and good enough
+    to rank.
     """
+    import numpy as np
+
+    from pipelines.train import build_features, sim_frames
+    from predictor.labels import Incident, make_labels
+    from predictor.risk import RiskModel
+    from predictor.sim import SimConfig, Simulator
+
     hours = 16.0
     sim = Simulator(SimConfig(seed=3, failures_per_day=72.0, hosts_per_component=1))
     data = build_features(sim_frames(sim, hours), stride=3)

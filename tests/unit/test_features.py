@@ -6,7 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from predictor.features import ENTITY_FEATURES, PER_METRIC, Z_CAP, FeatureState
@@ -156,6 +156,7 @@ def test_snapshot_is_a_copy() -> None:
     np.testing.assert_array_equal(snap["arrays"]["n"], n_before)
 
 
+@settings(max_examples=20)
 @given(
     st.lists(st.integers(min_value=1, max_value=1199), max_size=40, unique=True),
     st.integers(min_value=0, max_value=3),
