@@ -34,6 +34,8 @@ from predictor.errors import ValidationError
 SESSIONS = ("closed", "pre_open", "opening_auction", "continuous", "closing_auction")
 SESSION_CODE = {name: i for i, name in enumerate(SESSIONS)}
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 #: Epoch-ms bounds a timestamp must fall in (2000-01-01 .. 2100-01-01).
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
@@ -91,7 +93,9 @@ def parse_ts(value: Any) -> int:
             raise ValidationError("bad_timestamp", f"ts {value[:40]!r}") from None
         if dt.tzinfo is None:
             raise ValidationError("bad_timestamp", "ts has no UTC offset")
-        ms = int(dt.timestamp() * 1000)
+        # Exact integer arithmetic: float ``timestamp() * 1000`` can land 1 ms short.
+        delta = dt - _EPOCH
+        ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     else:
         raise ValidationError("wrong_type", "ts")
     if not MIN_TS_MS <= ms < MAX_TS_MS:
