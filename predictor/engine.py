@@ -94,7 +94,9 @@ class EngineConfig:
         An event older than its entity's last one by more than this is ``out_of_order``.
     max_future_skew_s
         An event newer than the batch's median time by more than this (plus the batch's
-        own spread below its median) is rejected as ``future_timestamp``.
+        own spread below its median) is rejected as ``future_timestamp``; so is one
+        beyond the watermark by more than this unless at least three entities of its
+        batch (or half of those known, if fewer) are there too.
     max_entities
         Hosts tracked at most; more are rejected with ``entity_capacity``.
     hold_s
@@ -427,6 +429,8 @@ class Engine:
             spread = med - int(batch.ts_ms.min())
             future_limit = med + spread + int(cfg.max_future_skew_s * 1000)
         slots, ok = self._slots_for(batch.keys)
+        if n and self.watermark_ms is not None:
+            future_limit = self._watermark_limit(slots, batch.ts_ms, future_limit)
         for i in np.flatnonzero(~ok).tolist():
             rejects.append(Reject(int(batch.index[i]), "entity_capacity", "/".join(batch.keys[i])))
         ts_all = batch.ts_ms
@@ -501,6 +505,22 @@ class Engine:
         if len(slots):
             self.features.ensure(int(slots.max()) + 1)
         return slots, ok
+
+    def _watermark_limit(self, slots: np.ndarray, ts: np.ndarray, batch_limit: int) -> int:
+        """Tighten the future limit to the watermark unless the batch moves as a whole.
+
+        Beyond ``watermark + max_future_skew_s`` an event is only believed when enough
+        distinct entities of the batch are there too (a stream resuming after a gap);
+        one bogus stamp, alone in its poll, is not enough to move time for everyone.
+        """
+        assert self.watermark_ms is not None
+        limit = self.watermark_ms + int(self.config.max_future_skew_s * 1000)
+        beyond = ts > limit
+        if not beyond.any():
+            return batch_limit
+        support = len(np.unique(slots[beyond]))
+        needed = max(1, min(3, (self.n_entities + 1) // 2))
+        return batch_limit if support >= needed else min(batch_limit, limit)
 
     def _order_checks(
         self, slots: np.ndarray, ts: np.ndarray, ok: np.ndarray, future_limit: int

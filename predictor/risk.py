@@ -98,7 +98,9 @@ class RiskModel:
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
             "feature_fraction": 0.8,
-            "max_bin": 63,
+            # Fine bins: the signal sits in rare tails (memory at 88 %, GC at 160 ms); with
+            # the default 255 quantile bins those rows share a bin with ordinary ones.
+            "max_bin": 1023,
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
             "seed": self.seed,
