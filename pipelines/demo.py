@@ -43,7 +43,7 @@ from serve.app import create_app
 
 logger = logging.getLogger(__name__)
 
-DEMO_START = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)  # a Monday, before the NYSE open
+DEMO_START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday; live from 14:00, the NYSE open
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,28 +69,32 @@ class DemoConfig:
     duration_s: float = 60.0
     speed: float = 60.0
     seed: int = 7
-    warmup_s: float = 3600.0
+    warmup_s: float = 7200.0
     host: str = "127.0.0.1"
     port: int = 8000
     bad_every: int = 997
 
 
 def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
-    """Failures placed inside the live window, each with its precursor in view."""
+    """Failures placed inside the live window: (mode, where, when as a share, precursor s).
+
+    A mix of slow precursors the model foresees well (disk filling, a memory leak, DB
+    lock contention) and fast ones it often sees late or not at all (CPU runaway, feed
+    lag): the demo shows both, with their lead times against the ground truth.
+    """
     plan = [
-        ("cpu_runaway", "eq-oms", "matching-engine", 0.25, 480.0),
-        ("db_lock_contention", "fx-pricing", "database", 0.45, 900.0),
+        ("cpu_runaway", "eq-oms", "matching-engine", 0.2, 480.0),
+        ("disk_filling", "eq-oms", "database", 0.35, 4200.0),
+        ("db_lock_contention", "fx-pricing", "database", 0.5, 1200.0),
         ("feed_lag", "md-feed", "feed-handler", 0.65, 600.0),
-        ("memory_leak", "eq-oms", "order-gateway", 0.85, 1500.0),
+        ("memory_leak", "eq-oms", "order-gateway", 0.85, 2700.0),
     ]
-    out = []
-    for mode, system, component, at, lead in plan:
-        failure_at = warmup_s + at * live_sim_s
-        lead = min(lead, max(120.0, failure_at - warmup_s - 60.0))
-        out.append(
-            ScheduledFailure(mode, system, component, None, failure_at_s=failure_at, lead_s=lead)
+    return tuple(
+        ScheduledFailure(
+            mode, system, component, None, failure_at_s=warmup_s + at * live_sim_s, lead_s=lead
         )
-    return tuple(out)
+        for mode, system, component, at, lead in plan
+    )
 
 
 @dataclass
