@@ -46,6 +46,7 @@ __all__ = [
     "ensure_topics",
     "group_consumer",
     "make_producer",
+    "offsets_client",
     "raw_records",
 ]
 
@@ -168,6 +169,21 @@ def assigned_consumer(
     except KafkaError as exc:
         raise SourceError(f"cannot read {topic} at {bootstrap}: {exc}") from exc
     return consumer
+
+
+def offsets_client(bootstrap: str) -> Any:
+    """A consumer that only answers ``end_offsets``: on a consumer that is fetching, the
+    request waits behind the long-poll fetch (``fetch_max_wait_ms``, 0.5 s); here it does not.
+    """
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"precovery-offsets-{uuid.uuid4().hex[:6]}",
+        )
+    except KafkaError as exc:
+        raise SourceError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
 
 
 def partitions_for(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:

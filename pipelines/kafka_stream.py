@@ -43,6 +43,7 @@ from pipelines.kafka_io import (
     assigned_consumer,
     group_consumer,
     make_producer,
+    offsets_client,
 )
 from pipelines.stream import Topics, dead_letter, health_records
 from predictor.engine import Engine, EngineConfig
@@ -195,6 +196,8 @@ class PartitionTask:
         self.stats: dict[str, int] = dict(ck.stats) if ck else {}
         self.pending: deque[_Chunk] = deque()
         self.pending_records = 0
+        #: Next telemetry offset expected from the consumer (processed + pending).
+        self.telemetry_next: int | None = self.telemetry_offset
         self.dirty = False
         self.last_checkpoint = time.monotonic()
         self._last_health_tick: int | None = self.engine.last_tick_ms
@@ -203,23 +206,45 @@ class PartitionTask:
         self.stats[name] = self.stats.get(name, 0) + n
 
     # -- input ------------------------------------------------------------------------
-    def add_telemetry(self, records: Sequence[RawRecord]) -> None:
-        if self.telemetry_offset is not None:
-            records = [r for r in records if r.offset >= self.telemetry_offset]
+    def add_telemetry(self, records: Sequence[RawRecord]) -> bool:
+        """Queue records for processing; False (and nothing queued) on an offset gap."""
+        if self.telemetry_next is not None:
+            records = [r for r in records if r.offset >= self.telemetry_next]
+            if records and records[0].offset != self.telemetry_next:
+                return False
         if not records:
-            return
+            return True
         batch = decode_telemetry(
             [r.value for r in records], self.engine.config.metric_names, self.max_message_bytes
         )
         self.pending.append(_Chunk(list(records), batch))
         self.pending_records += len(records)
+        self.telemetry_next = records[-1].offset + 1
+        return True
 
-    def add_positions(self, records: Sequence[RawRecord]) -> list[OutRecord]:
-        """Buffer positions until their event time; returns dead letters."""
+    def pending_max_ts(self) -> float:
+        """Largest event time among pending telemetry (-inf if none)."""
+        return max(
+            (float(c.batch.ts_ms.max()) for c in self.pending if len(c.batch)), default=-math.inf
+        )
+
+    def start_at(self, telemetry: int, positions: int) -> None:
+        """Where the consumer was positioned for this task (after an assignment)."""
+        self.telemetry_next = telemetry
+        if self.telemetry_offset is None:
+            self.telemetry_offset = telemetry
+        if self.positions_offset is None:
+            self.positions_offset = positions
+
+    def add_positions(self, records: Sequence[RawRecord]) -> list[OutRecord] | None:
+        """Buffer positions until their event time; returns dead letters (None on a gap)."""
         out = []
+        nxt = self.positions_offset
+        if nxt is not None:
+            records = [r for r in records if r.offset >= nxt]
+            if records and records[0].offset != nxt:
+                return None
         for r in records:
-            if self.positions_offset is not None and r.offset < self.positions_offset:
-                continue
             self.positions_offset = r.offset + 1
             self.dirty = True
             try:
@@ -454,6 +479,7 @@ class KafkaStreamWorker:
         self._paused: set[int] = set()
         self.consumer: Any = None
         self.market_consumer: Any = None
+        self.offsets: Any = None
         self.counters: dict[str, int] = {
             "polled": 0,
             "published": 0,
@@ -463,6 +489,7 @@ class KafkaStreamWorker:
         }
         self.assignments: list[list[int]] = []
         self._listener_error: Exception | None = None
+        self._to_seek: set[int] = set()
         make_engine(None)  # fail before joining the group if the model does not fit
 
     # -- lifecycle --------------------------------------------------------------------
@@ -473,6 +500,7 @@ class KafkaStreamWorker:
         """Consume until :meth:`stop`; with ``idle_exit_s``, also stop after that long idle."""
         cfg = self.config
         self.market_consumer = assigned_consumer(cfg.bootstrap, self.topics.market)
+        self.offsets = offsets_client(cfg.bootstrap)
         self.consumer = group_consumer(
             cfg.bootstrap,
             cfg.group_id,
@@ -491,7 +519,12 @@ class KafkaStreamWorker:
                 busy = n > 0 or any(t.pending_records for t in self.tasks.values())
                 if busy:
                     idle_since = now
-                elif idle_exit_s is not None and now - idle_since >= idle_exit_s and self.tasks:
+                elif (
+                    idle_exit_s is not None
+                    and now - idle_since >= idle_exit_s
+                    and self.tasks
+                    and self.caught_up()
+                ):
                     logger.info("idle for %.1f s: stopping", idle_exit_s)
                     break
                 if now - last_log >= 10.0:
@@ -513,9 +546,11 @@ class KafkaStreamWorker:
             except Exception as exc:  # closing must not hide the loop's own error
                 logger.warning("consumer close failed: %r", exc)
             self.consumer = None
-        if self.market_consumer is not None:
-            self.market_consumer.close()
-            self.market_consumer = None
+        for name in ("market_consumer", "offsets"):
+            client = getattr(self, name)
+            if client is not None:
+                client.close()
+                setattr(self, name, None)
         if self._own_sink and isinstance(self.sink, KafkaSink):
             self.sink.close()
 
@@ -534,25 +569,34 @@ class KafkaStreamWorker:
             raise
         out: list[OutRecord] = []
         n = 0
+        fresh = self._position_new_tasks()
         for tp, krecs in polled.items():
             task = self.tasks.get(tp.partition)
             n += len(krecs)
-            if task is None:
-                continue
+            if task is None or tp.partition in fresh:
+                continue  # fetched before the (re)assignment's seek: read again from there
             raws = [
                 RawRecord(tp.topic, r.value, r.key, tp.partition, r.offset, r.timestamp)
                 for r in krecs
             ]
             if tp.topic == self.topics.telemetry:
-                task.add_telemetry(raws)
+                if not task.add_telemetry(raws):
+                    self._reseek(tp, task.telemetry_next)
             else:
-                out.extend(task.add_positions(raws))
+                dead = task.add_positions(raws)
+                if dead is None:
+                    self._reseek(tp, task.positions_offset)
+                else:
+                    out.extend(dead)
         out.extend(self._poll_market())
-        market_frontier = self._market_frontier()
-        for task in self.tasks.values():
-            if task.pending_records:
-                frontier = min(market_frontier, self._positions_frontier(task))
-                out.extend(task.advance(frontier, self.market))
+        if any(t.pending_records for t in self.tasks.values()):
+            need = max(t.pending_max_ts() for t in self.tasks.values())
+            market_frontier = self._market_frontier(need)
+            positions = self._positions_frontiers(need)
+            for p, task in self.tasks.items():
+                if task.pending_records:
+                    frontier = min(market_frontier, positions[p])
+                    out.extend(task.advance(frontier, self.market))
         self.counters["polled"] += n
         if out:
             try:
@@ -588,33 +632,67 @@ class KafkaStreamWorker:
                     self.market.add(tp.partition, r.offset, m)
         return out
 
-    def _caught_up(self, consumer: Any, tp: Any, next_offset: int | None) -> bool:
+    def _log_ends(self, _consumer: Any, tps: list[Any]) -> dict[Any, int]:
+        """Log-end offsets asked of the broker *now* (a fetch's high watermark can be stale:
+        telemetry in hand may be newer than the last context fetch). {} if unreachable."""
+        if not tps:
+            return {}
         try:
-            hw = consumer.highwater(tp)
-        except Exception:  # not assigned (any more)
-            return True
-        if hw is None:
+            return dict(self.offsets.end_offsets(tps, timeout_ms=5_000))
+        except Exception as exc:  # broker away: treat context as incomplete (safe)
+            logger.debug("end_offsets failed: %r", exc)
+            return {}
+
+    @staticmethod
+    def _caught_up(consumer: Any, tp: Any, next_offset: int | None, ends: dict[Any, int]) -> bool:
+        end = ends.get(tp)
+        if end is None:
             return False
         if next_offset is None:
             try:
                 next_offset = consumer.position(tp, timeout_ms=100)
             except Exception:
                 return False
-        return next_offset is not None and next_offset >= hw
+        return next_offset is not None and next_offset >= end
 
-    def _market_frontier(self) -> float:
+    def _market_frontier(self, need: float) -> float:
+        tps = list(self.market_consumer.assignment())
+        seen = min((self.market.max_ts.get(tp.partition, -math.inf) for tp in tps), default=0)
+        if seen >= need:  # event time alone covers what is pending: no broker round trip
+            return float(seen)
+        ends = self._log_ends(self.market_consumer, tps)
         f = math.inf
-        for tp in self.market_consumer.assignment():
+        for tp in tps:
             nxt = self.market.next_offset.get(tp.partition)
-            if not self._caught_up(self.market_consumer, tp, nxt):
+            if not self._caught_up(self.market_consumer, tp, nxt, ends):
                 f = min(f, self.market.max_ts.get(tp.partition, -math.inf))
         return f
 
-    def _positions_frontier(self, task: PartitionTask) -> float:
-        tp = TopicPartition(self.topics.positions, task.partition)
-        if self._caught_up(self.consumer, tp, task.positions_offset):
-            return math.inf
-        return -math.inf if task.positions_max_ts is None else float(task.positions_max_ts)
+    def _positions_frontiers(self, need: float) -> dict[int, float]:
+        tps = {p: TopicPartition(self.topics.positions, p) for p in self.tasks}
+        seen = {p: t.positions_max_ts for p, t in self.tasks.items()}
+        if all(v is not None and v >= need for v in seen.values()):
+            return {p: float(v) for p, v in seen.items() if v is not None}
+        ends = self._log_ends(self.consumer, list(tps.values()))
+        out = {}
+        for p, task in self.tasks.items():
+            if self._caught_up(self.consumer, tps[p], task.positions_offset, ends):
+                out[p] = math.inf
+            else:
+                mx = task.positions_max_ts
+                out[p] = -math.inf if mx is None else float(mx)
+        return out
+
+    def caught_up(self) -> bool:
+        """Nothing pending and every assigned telemetry partition read to its log end."""
+        if any(t.pending_records for t in self.tasks.values()):
+            return False
+        tps = {p: TopicPartition(self.topics.telemetry, p) for p in self.tasks}
+        ends = self._log_ends(self.consumer, list(tps.values()))
+        return all(
+            self._caught_up(self.consumer, tps[p], t.telemetry_offset, ends)
+            for p, t in self.tasks.items()
+        )
 
     def _flow_control(self) -> None:
         limit = self.config.max_pending
@@ -696,6 +774,35 @@ class KafkaStreamWorker:
         if gone:
             logger.warning("worker %s: lost partitions %s", self.name, gone)
 
+    def _reseek(self, tp: Any, offset: int | None) -> None:
+        logger.warning("offset gap on %s: seeking back to %s", tp, offset)
+        if offset is not None:
+            self.consumer.seek(tp, offset)
+
+    def _position_new_tasks(self) -> set[int]:
+        """Seek newly assigned partitions to their checkpoint (else committed, else start).
+
+        Done after ``poll`` returns, outside the rebalance callback (blocking calls there
+        stall the client's event loop); records that ``poll`` returned for these partitions
+        are dropped, since they may come from before the seek.
+        """
+        todo, self._to_seek = self._to_seek & set(self.tasks), set()
+        for p in sorted(todo):
+            task = self.tasks[p]
+            tele = TopicPartition(self.topics.telemetry, p)
+            pos = TopicPartition(self.topics.positions, p)
+            starts = {}
+            for tp, known in ((tele, task.telemetry_offset), (pos, task.positions_offset)):
+                off = known
+                if off is None:
+                    off = self.consumer.committed(tp)
+                if off is None:
+                    off = self.consumer.beginning_offsets([tp])[tp]
+                self.consumer.seek(tp, off)
+                starts[tp] = off
+            task.start_at(starts[tele], starts[pos])
+        return todo
+
     def _on_assigned(self, assigned: list[Any]) -> None:
         parts = sorted({tp.partition for tp in assigned if tp.topic == self.topics.telemetry})
         notes = []
@@ -715,31 +822,16 @@ class KafkaStreamWorker:
             ", ".join(notes) or "kept",
         )
 
-    def _restore(self, p: int, seek_committed: bool = False) -> PartitionTask:
+    def _restore(self, p: int) -> PartitionTask:
         ck = self.store.load(p)
-        task = PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
-        tele = TopicPartition(self.topics.telemetry, p)
-        pos = TopicPartition(self.topics.positions, p)
-        if ck is not None:
-            self.consumer.seek(tele, ck.telemetry_offset)
-            if ck.positions_offset is not None:
-                self.consumer.seek(pos, ck.positions_offset)
-            elif seek_committed:
-                self.consumer.seek_to_beginning(pos)
-        elif seek_committed:
-            for tp in (tele, pos):
-                committed = self.consumer.committed(tp)
-                if committed is None:
-                    self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek(tp, committed)
-        return task
+        self._to_seek.add(p)
+        return PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
 
     def _rewind(self) -> None:
         """Throw away state past the checkpoints and read again from their offsets."""
         self.counters["rewinds"] += 1
         for p in list(self.tasks):
-            self.tasks[p] = self._restore(p, seek_committed=True)
+            self.tasks[p] = self._restore(p)
 
 
 def run_stream(
