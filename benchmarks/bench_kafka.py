@@ -206,7 +206,7 @@ def latency(
             "96",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(state.parent / "producer.log", "wb"),  # noqa: SIM115
         env=os.environ.copy(),
     )
     thread = threading.Thread(target=worker.run, daemon=True)
@@ -224,8 +224,15 @@ def latency(
             prod.kill()
         worker.stop()
         thread.join(timeout=60)
+    if prod.returncode:
+        logger.warning(
+            "producer failed (%s): %s",
+            prod.returncode,
+            (state.parent / "producer.log").read_text()[-2000:],
+        )
     return {
         "offered_events_per_s": rate,
+        "worker": dict(worker.counters),
         "recommendations": _pcts(_latencies(bootstrap, t.recommendations)),
         "health": _pcts(_latencies(bootstrap, t.health)),
     }
@@ -246,6 +253,7 @@ def main() -> None:
         sys.exit("set KAFKA_BOOTSTRAP_SERVERS or --bootstrap")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("pipelines").setLevel(logging.INFO)
     try:
         model: RiskModel | None = RiskModel.load(args.model)
         engine_factory(EngineConfig(), model)(None)
