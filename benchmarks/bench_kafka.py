@@ -40,8 +40,9 @@ with warnings.catch_warnings():
 
 from pipelines.kafka_io import ensure_topics
 from pipelines.kafka_sim import simulate_to_kafka
-from pipelines.kafka_stream import SRC_TS_HEADER, KafkaStreamWorker, StreamConfig, engine_factory
+from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
 from pipelines.models import BASELINE_DIR, train_on_simulation
+from pipelines.partition import SRC_TS_HEADER, engine_factory
 from pipelines.stream import Topics
 from predictor.engine import EngineConfig
 from predictor.errors import ModelError

@@ -256,3 +256,27 @@ def ensure_topics(
             "they must be co-partitioned (same count, keyed by system)"
         )
     return counts
+
+
+class GuardedListener(ConsumerRebalanceListener):
+    """Relays rebalance callbacks to a worker, keeping the worker's own exception."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    # kafka-python swallows a callback's exception into a generic KafkaError: keep ours.
+    def on_partitions_revoked(self, revoked: list[Any]) -> None:
+        self._guard(self.worker._on_revoked, revoked)
+
+    def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        self._guard(self.worker._on_assigned, assigned)
+
+    def on_partitions_lost(self, lost: list[Any]) -> None:
+        self._guard(self.worker._on_lost, lost)
+
+    def _guard(self, fn: Callable[[list[Any]], None], parts: list[Any]) -> None:
+        try:
+            fn(parts)
+        except Exception as exc:
+            self.worker._listener_error = exc
+            raise

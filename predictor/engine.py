@@ -29,7 +29,6 @@ Emission
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,16 +37,16 @@ from typing import Any
 
 import numpy as np
 
+from predictor import views
 from predictor.batching import rounds
 from predictor.detectors import Detector, make_detector
-from predictor.errors import ModelError, UnknownEntityError, ValidationError
+from predictor.errors import ModelError, ValidationError
 from predictor.events import (
     SESSIONS,
     MarketState,
     Position,
     Reject,
     TelemetryBatch,
-    ms_to_iso,
     parse_market,
     parse_position,
 )
@@ -61,7 +60,8 @@ from predictor.market import (
     Exposure,
     MarketArrays,
 )
-from predictor.policy import ACTIONS, AT_WINDOW, PREPARE, PolicyConfig, decide
+from predictor.policy import AT_WINDOW, PREPARE, PolicyConfig, decide
+from predictor.recommend import build_recommendation
 from predictor.risk import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -697,159 +697,16 @@ class Engine:
         comp_risk: np.ndarray,
         market: MarketArrays,
     ) -> dict[str, Any]:
-        system, component = self._comp_keys[c]
-        s = int(self.comp_system[c])
-        self.sys_epoch[s] += 1
-        epoch = int(self.sys_epoch[s])
-        hosts = self._comp_slots[c]
-        reasons: list[dict[str, Any]] = []
-        dead_hosts = [h for h in hosts if self.dead[h]]
-        if dead_hosts:
-            h = dead_hosts[0]
-            age = (t_ms - int(self.features.last_ts[h])) / 1000.0
-            reasons.append(
-                {"feature": "heartbeat_missed_s", "value": round(age, 1), "contribution": None}
-            )
-        elif self.model is not None:
-            worst = max(hosts, key=lambda h: -1.0 if np.isnan(self.risk[h]) else self.risk[h])
-            explained = self.model.explain(self.latest[worst : worst + 1], self.config.top_reasons)
-            reasons = [r.as_dict() for r in explained[0]]
-        risk = comp_risk[c]
-        model_version = self.model_version
-        name = ACTIONS[action]
-        ident = f"{system}|{component}|{name}|{t_ms}|{epoch}|{model_version}"
-        vidx = int(self.sys_venue[s])
-        window = d.window_in_s[c]
-        rec = {
-            "recommendation_id": hashlib.sha256(ident.encode()).hexdigest()[:32],
-            "epoch": epoch,
-            "issued_at": ms_to_iso(t_ms),
-            "system": system,
-            "component": component,
-            "action": name,
-            "not_before": (
-                ms_to_iso(t_ms + int(window * 1000)) if name == "failover_at_window" else None
-            ),
-            "risk": None if np.isnan(risk) else round(float(risk), 4),
-            "horizon_s": self.horizon_s,
-            "health": round(float(self.comp_health[c]), 1),
-            "expected_loss_stay_usd": _usd(d.expected_loss_stay_usd[c]),
-            "expected_cost_switch_usd": _usd(d.expected_cost_switch_usd[c]),
-            "cost_switch_now_usd": _usd(d.cost_switch_now_usd[c]),
-            "cost_switch_at_window_usd": _usd(d.cost_switch_window_usd[c]),
-            "outage_loss_usd": _usd(d.outage_loss_usd[c]),
-            "exposure_usd": {
-                "net": _usd(self.sys_net[s]),
-                "gross": _usd(self.sys_gross[s]),
-                "open_orders": int(self.sys_orders[s]),
-            },
-            "market": {
-                "venue": self._venue_names[vidx] if vidx >= 0 else None,
-                "session": SESSIONS[int(market.session[c])],
-                "volatility_bps_per_min": round(float(market.volatility_bps_per_min[c]), 3),
-                "spread_bps": round(float(market.spread_bps[c]), 3),
-                "depth_usd": _usd(market.depth_usd[c]),
-                "event_risk": bool(market.event_risk[c]),
-                "window_in_s": None if np.isnan(window) else round(float(window), 1),
-            },
-            "reasons": reasons,
-            "model_version": model_version,
-        }
-        self.latest_rec[c] = rec
-        self.recent.append(rec)
-        self.counters["recommendations"] += 1
-        logger.debug(
-            "recommendation %s %s/%s %s", rec["recommendation_id"], system, component, name
-        )
-        return rec
+        return build_recommendation(self, c, action, t_ms, d, comp_risk, market)
 
-    # -- views for the API and the terminal ---------------------------------------------
+    # -- views for the API and the terminal (predictor.views) ----------------------------
     def systems_view(self) -> list[dict[str, Any]]:
         """One summary per system: health, worst component, most urgent action."""
-        out = []
-        nc = len(self._comp_keys)
-        for s, name in enumerate(self._system_names):
-            comps = [c for c in range(nc) if self.comp_system[c] == s]
-            if not comps:
-                continue
-            worst = min(comps, key=lambda c: self.comp_health[c])
-            action = max(int(self.comp_action[c]) for c in comps)
-            out.append(
-                {
-                    "system": name,
-                    "health": round(float(self.sys_health[s]), 1),
-                    "worst_component": self._comp_keys[worst][1],
-                    "worst_component_health": round(float(self.comp_health[worst]), 1),
-                    "max_risk": _round_or_none(max(self._comp_risk(c) for c in comps)),
-                    "action": ACTIONS[action],
-                    "components": len(comps),
-                    "epoch": int(self.sys_epoch[s]),
-                }
-            )
-        return out
-
-    def _comp_risk(self, c: int) -> float:
-        vals = [self.risk[h] for h in self._comp_slots[c] if not np.isnan(self.risk[h])]
-        return max(vals) if vals else float("nan")
+        return views.systems_view(self)
 
     def system_view(self, system: str) -> dict[str, Any]:
         """Components, hosts, exposure and market of one system."""
-        s = self._system.get(system)
-        if s is None:
-            raise UnknownEntityError(f"unknown system {system!r}")
-        wm = self.watermark_ms or 0
-        comps = []
-        for c, (_sys, component) in enumerate(self._comp_keys):
-            if self.comp_system[c] != s:
-                continue
-            hosts = [
-                {
-                    "host": self._keys[h][2],
-                    "health": round(float(self.host_health[h]), 1),
-                    "risk": _round_or_none(self.risk[h]),
-                    "anomaly_score": round(float(self.anomaly[h]), 4),
-                    "heartbeat_age_s": round((wm - int(self.features.last_ts[h])) / 1000.0, 1),
-                    "heartbeat_missed": bool(self.dead[h]),
-                }
-                for h in self._comp_slots[c]
-            ]
-            comps.append(
-                {
-                    "component": component,
-                    "critical": bool(self.comp_critical[c]),
-                    "health": round(float(self.comp_health[c]), 1),
-                    "risk": _round_or_none(self._comp_risk(c)),
-                    "action": ACTIONS[int(self.comp_action[c])],
-                    "hosts": hosts,
-                    "latest_recommendation": self.latest_rec.get(c),
-                }
-            )
-        v = int(self.sys_venue[s])
-        market = None
-        if v >= 0:
-            market = {
-                "venue": self._venue_names[v],
-                "session": SESSIONS[int(self.v_session[v])],
-                "volatility_bps_per_min": round(float(self.v_vol[v]), 3),
-                "spread_bps": round(float(self.v_spread[v]), 3),
-                "depth_usd": _usd(self.v_depth[v]),
-                "event_risk": bool(self.v_event[v]),
-            }
-        return {
-            "system": system,
-            "health": round(float(self.sys_health[s]), 1),
-            "as_of": ms_to_iso(wm) if wm else None,
-            "epoch": int(self.sys_epoch[s]),
-            "exposure_usd": {
-                "net": _usd(self.sys_net[s]),
-                "gross": _usd(self.sys_gross[s]),
-                "open_orders": int(self.sys_orders[s]),
-            },
-            "market": market,
-            "components": comps,
-            "model_version": self.model_version,
-            "horizon_s": self.horizon_s,
-        }
+        return views.system_view(self, system)
 
     @property
     def systems(self) -> list[str]:
@@ -908,13 +765,3 @@ def _last_per_key(keys: np.ndarray) -> np.ndarray:
     rev = keys[::-1]
     _, first_in_rev = np.unique(rev, return_index=True)
     return len(keys) - 1 - first_in_rev
-
-
-def _usd(v: float | np.floating[Any]) -> float | None:
-    f = float(v)
-    return None if not np.isfinite(f) else round(f, 2)
-
-
-def _round_or_none(v: float | np.floating[Any], nd: int = 4) -> float | None:
-    f = float(v)
-    return None if np.isnan(f) else round(f, nd)

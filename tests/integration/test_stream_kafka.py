@@ -32,13 +32,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipelines.checkpoint import CheckpointStore
 from pipelines.kafka_sim import SimSent, simulate_to_kafka
-from pipelines.kafka_stream import (
-    KafkaStreamWorker,
-    MarketLog,
-    PartitionTask,
-    StreamConfig,
-    engine_factory,
-)
+from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
+from pipelines.partition import MarketLog, PartitionTask, engine_factory
 from pipelines.stream import Topics
 from predictor.engine import Engine, EngineConfig, StepResult
 from predictor.events import TelemetryBatch, parse_market

@@ -1,0 +1,200 @@
+"""``precovery stream`` and ``precovery simulate-kafka``: the Kafka commands.
+
+Registered on the one ``precovery`` app by :mod:`pipelines.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.console import Verbose, console, fail, progress, setup_logging
+from pipelines.settings import KafkaSettings
+from pipelines.stream import Topics
+from predictor.errors import PrecoveryError
+
+
+def prefixed_topics(k: KafkaSettings, prefix: str) -> Topics:
+    """The stream's topics from the settings, each name with ``prefix`` in front."""
+    return Topics(
+        *(
+            prefix + t
+            for t in (
+                k.telemetry_topic,
+                k.positions_topic,
+                k.market_topic,
+                k.recommendations_topic,
+                k.health_topic,
+                k.dlq_topic,
+            )
+        )
+    )
+
+
+def stream(
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
+        ),
+    ],
+    group: Annotated[str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID")] = "precovery-stream",
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="PRECOVERY_STATE_DIR", help="Checkpoints go to <state-dir>/checkpoints"
+        ),
+    ] = Path(".precovery"),
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory"),
+    ] = None,
+    no_model: Annotated[
+        bool, typer.Option(envvar="PRECOVERY_NO_MODEL", help="Heartbeat rule only, no risk model")
+    ] = False,
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
+    ] = "",
+    create_topics: Annotated[bool, typer.Option(envvar="PRECOVERY_CREATE_TOPICS")] = True,
+    partitions: Annotated[
+        int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
+    ] = 3,
+    max_batch: Annotated[int, typer.Option(envvar="PRECOVERY_KAFKA__MAX_POLL_RECORDS")] = 5000,
+    checkpoint_interval_s: Annotated[
+        float, typer.Option(envvar="PRECOVERY_CHECKPOINT_INTERVAL_S")
+    ] = 5.0,
+    session_timeout_ms: Annotated[
+        int, typer.Option(envvar="PRECOVERY_SESSION_TIMEOUT_MS")
+    ] = 10_000,
+    client_id: Annotated[str | None, typer.Option(envvar="PRECOVERY_CLIENT_ID")] = None,
+    idle_exit_s: Annotated[
+        float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this long idle")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run a stream worker on Kafka (one member of the consumer group); SIGTERM stops it."""
+    setup_logging(verbose)
+    import signal
+
+    from pipelines.kafka_io import ensure_topics
+    from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
+    from pipelines.models import BASELINE_DIR
+    from pipelines.partition import engine_factory
+    from pipelines.settings import get_settings
+    from predictor.engine import EngineConfig
+    from predictor.risk import RiskModel
+
+    settings = get_settings()
+    k = settings.kafka
+    topics = prefixed_topics(k, topic_prefix)
+    try:
+        if create_topics:
+            ensure_topics(
+                bootstrap,
+                {
+                    "telemetry": topics.telemetry,
+                    "positions": topics.positions,
+                    "market": topics.market,
+                    "recommendations": topics.recommendations,
+                    "health": topics.health,
+                    "dlq": topics.dlq,
+                },
+                partitions=partitions,
+            )
+        model = None if no_model else RiskModel.load(model_dir or BASELINE_DIR)
+        config = EngineConfig(
+            tick_s=settings.tick_s, risk_cadence_s=settings.risk_cadence_s, hold_s=settings.hold_s
+        )
+        worker = KafkaStreamWorker(
+            StreamConfig(
+                bootstrap=bootstrap,
+                group_id=group,
+                topics=topics,
+                checkpoint_dir=state_dir / "checkpoints",
+                max_batch=max_batch,
+                max_message_bytes=k.max_message_bytes,
+                checkpoint_interval_s=checkpoint_interval_s,
+                session_timeout_ms=session_timeout_ms,
+                client_id=client_id,
+            ),
+            engine_factory(config, model),
+        )
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        signal.signal(signal.SIGINT, lambda *_: worker.stop())
+        worker.run(idle_exit_s=idle_exit_s)
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    console.print(f"stream worker stopped: {worker.counters}")
+
+
+def simulate_kafka(
+    bootstrap: Annotated[
+        str,
+        typer.Argument(
+            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
+        ),
+    ],
+    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours")] = 1.0,
+    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
+    failures_per_day: Annotated[float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY")] = 12.0,
+    copies: Annotated[
+        int, typer.Option(envvar="PRECOVERY_COPIES", help="Copies of the base fleet")
+    ] = 1,
+    rate: Annotated[
+        float,
+        typer.Option(envvar="PRECOVERY_RATE", help="Telemetry events/s; 0 = as fast as possible"),
+    ] = 0.0,
+    bad_every: Annotated[
+        int,
+        typer.Option(
+            envvar="PRECOVERY_BAD_EVERY", help="Every Nth telemetry record broken; 0 = none"
+        ),
+    ] = 0,
+    topic_prefix: Annotated[str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX")] = "",
+    partitions: Annotated[
+        int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
+    ] = 3,
+    verbose: Verbose = False,
+) -> None:
+    """`precovery simulate` into Kafka: telemetry, positions, market and incidents topics."""
+    setup_logging(verbose)
+    from pipelines.kafka_io import ensure_topics
+    from pipelines.kafka_sim import simulate_to_kafka
+    from pipelines.settings import get_settings
+    from predictor.sim import SimConfig
+
+    k = get_settings().kafka
+    topics = prefixed_topics(k, topic_prefix)
+    incidents = topic_prefix + k.incidents_topic
+    try:
+        ensure_topics(
+            bootstrap,
+            {
+                "telemetry": topics.telemetry,
+                "positions": topics.positions,
+                "market": topics.market,
+                "incidents": incidents,
+            },
+            partitions=partitions,
+        )
+        with progress("hours") as bar:
+            task = bar.add_task("producing (hours)", total=hours)
+            sent = simulate_to_kafka(
+                bootstrap,
+                SimConfig(seed=seed, failures_per_day=failures_per_day, copies=copies),
+                hours,
+                topics,
+                incidents,
+                rate=rate,
+                bad_every=bad_every,
+                progress=lambda frac: bar.update(task, completed=frac * hours),
+            )
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    console.print(
+        f"telemetry {sent.telemetry:,} ({sent.bad:,} broken) · positions {sent.positions:,} · "
+        f"market {sent.market:,} · incidents {sent.incidents:,} · {sent.seconds:.1f} s "
+        f"({sent.telemetry / max(sent.seconds, 1e-9):,.0f} events/s)"
+    )
