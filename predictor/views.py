@@ -19,23 +19,35 @@ if TYPE_CHECKING:
 
 
 def systems_view(self: Engine) -> list[dict[str, Any]]:
-    """One summary per system: health, worst component, most urgent action."""
+    """One summary per system: health, worst component, most urgent action.
+
+    Vectorised over components (the stream publishes this at every tick).
+    """
+    nc, n = len(self._comp_keys), self.n_entities
+    if nc == 0:
+        return []
+    sys_of = self.comp_system[:nc]
+    health = self.comp_health[:nc]
+    risk = np.full(nc, -np.inf)
+    known = ~np.isnan(self.risk[:n])
+    np.maximum.at(risk, self.slot_comp[:n][known], self.risk[:n][known])
+    order = np.lexsort((health, sys_of))  # by system, then worst health first
+    bounds = np.searchsorted(sys_of[order], np.arange(len(self._system_names) + 1))
     out = []
-    nc = len(self._comp_keys)
     for s, name in enumerate(self._system_names):
-        comps = [c for c in range(nc) if self.comp_system[c] == s]
-        if not comps:
+        comps = order[bounds[s] : bounds[s + 1]]
+        if len(comps) == 0:
             continue
-        worst = min(comps, key=lambda c: self.comp_health[c])
-        action = max(int(self.comp_action[c]) for c in comps)
+        worst = int(comps[0])
+        max_risk = float(risk[comps].max())
         out.append(
             {
                 "system": name,
                 "health": round(float(self.sys_health[s]), 1),
                 "worst_component": self._comp_keys[worst][1],
-                "worst_component_health": round(float(self.comp_health[worst]), 1),
-                "max_risk": round_or_none(max(comp_risk(self, c) for c in comps)),
-                "action": ACTIONS[action],
+                "worst_component_health": round(float(health[worst]), 1),
+                "max_risk": None if np.isinf(max_risk) else round(max_risk, 4),
+                "action": ACTIONS[int(self.comp_action[comps].max())],
                 "components": len(comps),
                 "epoch": int(self.sys_epoch[s]),
             }
