@@ -60,7 +60,7 @@ from predictor.market import (
     Exposure,
     MarketArrays,
 )
-from predictor.policy import AT_WINDOW, PREPARE, PolicyConfig, decide
+from predictor.policy import AT_WINDOW, PREPARE, WATCH, PolicyConfig, decide
 from predictor.recommend import build_recommendation
 from predictor.risk import RiskModel
 
@@ -100,7 +100,8 @@ class EngineConfig:
     max_entities
         Hosts tracked at most; more are rejected with ``entity_capacity``.
     hold_s
-        A lower action must hold this long before a recommendation de-escalates.
+        A lower action must hold this long before a recommendation de-escalates; after a
+        failover, only ``none`` or ``watch`` (the risk has cleared) de-escalates.
     confirm_s
         A forecast failover must be proposed this long (two risk scorings at the default
         cadence) before it is recommended; until then it is ``prepare_standby``. The
@@ -675,7 +676,9 @@ class Engine:
         proposed = np.where(unconfirmed, PREPARE, proposed).astype(np.int8)
         current = self.comp_action[:nc]
         up = proposed > current
-        down = proposed < current
+        # After a failover recommendation, only an all-clear (risk back under the watch
+        # threshold) de-escalates: a dip to "prepare" is no reason to undo a switch.
+        down = (proposed < current) & ((current < AT_WINDOW) | (proposed <= WATCH))
         since = self.comp_lower_since[:nc]
         since[~down] = -1
         since[down & (since < 0)] = t_ms

@@ -359,3 +359,25 @@ def test_model_with_other_features_is_refused(small_model: RiskModel) -> None:
     with pytest.raises(ModelError):
         engine.set_model(small_model)
     assert small_model.feature_names_ == feature_names(CONFIG.metric_names)
+
+
+def test_failover_is_sticky_until_the_risk_clears(small_model: RiskModel) -> None:
+    """After a failover, a dip to 'prepare' level does not undo it; an all-clear does."""
+    config = replace(CONFIG, hold_s=20.0, confirm_s=0.0, heartbeat_misses=10_000)
+    engine = Engine(config, model=small_model)
+    feed(engine, steady_stream([A], 5), 100)
+    slot = engine._slot[A]
+    t = engine.watermark_ms or T0_MS
+
+    def actions_after(risk: float, seconds: int) -> list[str]:
+        nonlocal t
+        engine.risk[slot] = risk
+        out = []
+        for _ in range(seconds // 10):
+            t += 10_000
+            out += [r["action"] for r in engine.flush(t)]
+        return out
+
+    assert actions_after(0.99, 30)[-1] in ("failover_now", "failover_at_window")
+    assert actions_after(0.45, 120) == []  # prepare-level risk: the failover stands
+    assert actions_after(0.01, 120) == ["none"]  # cleared for hold_s: all-clear
