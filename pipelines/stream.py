@@ -83,6 +83,7 @@ class StreamWorker:
         self.lock = lock or threading.Lock()
         self.on_batch = on_batch
         self._stop = threading.Event()
+        self._last_health_tick: int | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -150,8 +151,6 @@ class StreamWorker:
         if self.on_batch:
             self.on_batch(report, result)
         return report
-
-    _last_health_tick: int | None = None
 
     def _tick_moved(self) -> bool:
         t = self.engine.last_tick_ms

@@ -686,21 +686,12 @@ class Engine:
         emit = up | (down & (t_ms - since >= hold))
         out = []
         for c in np.flatnonzero(emit).tolist():
-            out.append(self._recommend(c, int(proposed[c]), t_ms, decision, comp_risk, market))
+            out.append(
+                build_recommendation(self, c, int(proposed[c]), t_ms, decision, comp_risk, market)
+            )
             current[c] = proposed[c]
             since[c] = -1
         return out
-
-    def _recommend(
-        self,
-        c: int,
-        action: int,
-        t_ms: int,
-        d: Any,
-        comp_risk: np.ndarray,
-        market: MarketArrays,
-    ) -> dict[str, Any]:
-        return build_recommendation(self, c, action, t_ms, d, comp_risk, market)
 
     # -- views for the API and the terminal (predictor.views) ----------------------------
     def systems_view(self) -> list[dict[str, Any]]:
