@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -39,6 +39,7 @@ from predictor.engine import Engine, EngineConfig
 from predictor.events import ms_to_iso, parse_ts
 from predictor.risk import RiskModel
 from predictor.sim import ScheduledFailure, SimConfig, Simulator, telemetry_events
+from predictor.sim.faults import DEMO_KINDS, bad_message
 from serve.app import create_app
 
 logger = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def _feed(run: DemoRun, cfg: DemoConfig, hours: float, topics: Topics) -> None:
             for ev in telemetry_events(chunk.telemetry):
                 n += 1
                 if cfg.bad_every and n % cfg.bad_every == 0:
-                    values.append(_bad_message(n, ev))
+                    values.append(bad_message(n // cfg.bad_every, ev, DEMO_KINDS)[1])
                     run.bad_fed += 1
                 else:
                     values.append(orjson.dumps(ev))
@@ -246,18 +247,6 @@ def _feed(run: DemoRun, cfg: DemoConfig, hours: float, topics: Topics) -> None:
             run.fed += len(values)
     finally:
         run.done_feeding.set()
-
-
-def _bad_message(n: int, ev: dict[str, Any]) -> bytes:
-    """A rotating sample of what real feeds get wrong."""
-    kind = (n // 997) % 4
-    if kind == 0:
-        return orjson.dumps(ev)[:-7]  # truncated JSON
-    if kind == 1:
-        return orjson.dumps({**ev, "metrics": {"cpu_pct": "high"}})  # wrong type
-    if kind == 2:
-        return orjson.dumps(ev).replace(b'"cpu_pct":', b'"cpu_pct":NaN,"x":', 1)  # NaN literal
-    return orjson.dumps({k: v for k, v in ev.items() if k != "host"})  # missing field
 
 
 def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
@@ -410,6 +399,3 @@ def _summary_table(s: dict[str, Any]) -> Table:
     ):
         t.add_row(k, v)
     return t
-
-
-_ = timedelta  # re-exported for callers building DEMO_START offsets

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -21,6 +20,7 @@ from pipelines.stream import Topics
 from predictor.events import parse_ts
 from predictor.ports import OutRecord
 from predictor.sim import SimConfig, Simulator, telemetry_events
+from predictor.sim.faults import KAFKA_KINDS, bad_message
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +36,6 @@ class SimSent:
     bad: int = 0
     seconds: float = 0.0
     bad_kinds: dict[str, int] = field(default_factory=dict)
-
-
-def bad_message(n: int, ev: dict[str, Any], max_bytes: int = 64 * 1024) -> tuple[str, bytes]:
-    """A rotating sample of broken input: (expected DLQ reason, bytes)."""
-    kind = n % 4
-    if kind == 0:
-        return "malformed_json", orjson.dumps(ev)[:-7]
-    if kind == 1:
-        return "wrong_type", orjson.dumps({**ev, "metrics": {"cpu_pct": "high"}})
-    if kind == 2:
-        return "missing_field", orjson.dumps({k: v for k, v in ev.items() if k != "host"})
-    pad = "x" * (max_bytes + 1)
-    return "too_large", orjson.dumps({**ev, "note": pad})
 
 
 def simulate_to_kafka(
@@ -109,7 +96,7 @@ def simulate_to_kafka(
             for ev in telemetry_events(chunk.telemetry):
                 n += 1
                 if bad_every and n % bad_every == 0:
-                    reason, value = bad_message(n // bad_every, ev)
+                    reason, value = bad_message(n // bad_every, ev, KAFKA_KINDS)
                     sent.bad += 1
                     sent.bad_kinds[reason] = sent.bad_kinds.get(reason, 0) + 1
                 else:

@@ -217,8 +217,7 @@ def train_files(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[RiskModel, dict[str, Any]]:
     """``precovery train``: features from a telemetry file, labels from an incidents CSV."""
-    layout = detect_layout(read_head(telemetry), DEFAULT_METRICS)
-    del layout  # validates the columns before the long pass
+    detect_layout(read_head(telemetry), DEFAULT_METRICS)  # fail on bad columns before the long pass
     data = build_features(iter_frames(telemetry), DEFAULT_METRICS, cfg.stride, progress)
     return train_model(data, read_incidents(incidents), cfg)
 

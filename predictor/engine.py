@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,7 +244,6 @@ class Engine:
         self.comp_health = np.full(16, 100.0)
         self.sys_health = np.full(8, 100.0)
         self.latest_rec: dict[int, dict[str, Any]] = {}
-        self.recent: deque[dict[str, Any]] = deque(maxlen=1000)
         self.counters: dict[str, int] = {
             "events": 0,
             "rejected": 0,

@@ -94,7 +94,6 @@ def build_recommendation(
         "model_version": model_version,
     }
     self.latest_rec[c] = rec
-    self.recent.append(rec)
     self.counters["recommendations"] += 1
     logger.debug("recommendation %s %s/%s %s", rec["recommendation_id"], system, component, name)
     return rec
