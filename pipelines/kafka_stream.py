@@ -37,7 +37,7 @@ from pipelines.stream import Topics, dead_letter
 from predictor.errors import SinkError, ValidationError
 from predictor.events import (
     Reject,
-    loads,
+    decode_record,
     parse_market,
 )
 from predictor.ports import OutRecord, RawRecord, Sink
@@ -266,7 +266,7 @@ class KafkaStreamWorker:
                 for r in krecs:
                     self.market.next_offset[tp.partition] = r.offset + 1
                     try:
-                        m = parse_market(loads(r.value, self.config.max_message_bytes))
+                        m = decode_record(r.value, parse_market, self.config.max_message_bytes)
                     except ValidationError as exc:
                         raw = RawRecord(
                             tp.topic, r.value, r.key, tp.partition, r.offset, r.timestamp

@@ -30,8 +30,8 @@ from predictor.events import (
     Position,
     Reject,
     TelemetryBatch,
+    decode_record,
     decode_telemetry,
-    loads,
     parse_position,
 )
 from predictor.ports import OutRecord, RawRecord
@@ -180,7 +180,7 @@ class PartitionTask:
             self.positions_offset = r.offset + 1
             self.dirty = True
             try:
-                pos = parse_position(loads(r.value, self.max_message_bytes))
+                pos = decode_record(r.value, parse_position, self.max_message_bytes)
             except ValidationError as exc:
                 out.append(dead_letter(r, Reject(0, exc.reason, exc.detail), self.topics))
                 self._count("positions_dlq")

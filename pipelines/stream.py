@@ -28,7 +28,13 @@ import orjson
 
 from predictor.engine import Engine, StepResult
 from predictor.errors import ValidationError
-from predictor.events import Reject, decode_telemetry, loads
+from predictor.events import (
+    Reject,
+    decode_record,
+    decode_telemetry,
+    parse_market,
+    parse_position,
+)
 from predictor.ports import OutRecord, RawRecord, Sink, Source
 
 logger = logging.getLogger(__name__)
@@ -160,14 +166,16 @@ class StreamWorker:
         return False
 
     def _apply_context(self, rec: RawRecord) -> Reject | None:
+        market = rec.topic == self.topics.market
         try:
-            obj = loads(rec.value, self.max_message_bytes)
+            item = decode_record(
+                rec.value, parse_market if market else parse_position, self.max_message_bytes
+            )
         except ValidationError as exc:
             return Reject(0, exc.reason, exc.detail)
-        if rec.topic == self.topics.market:
-            rejects = self.engine.update_market([obj])
-        else:
-            rejects = self.engine.update_positions([obj])
+        rejects = (
+            self.engine.update_market([item]) if market else self.engine.update_positions([item])
+        )
         return rejects[0] if rejects else None
 
     def _health_records(self) -> list[OutRecord]:

@@ -21,15 +21,17 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
 from predictor.errors import ValidationError
+
+T = TypeVar("T")
 
 SESSIONS = ("closed", "pre_open", "opening_auction", "continuous", "closing_auction")
 SESSION_CODE = {name: i for i, name in enumerate(SESSIONS)}
@@ -114,20 +116,66 @@ def ms_to_iso(ms: int) -> str:
 
 
 def loads(raw: bytes | str, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    """Parse JSON with a size limit and a precise reason on failure."""
+    """Parse JSON with a size limit and a precise reason on failure.
+
+    Raises :class:`ValidationError` and nothing else, whatever the bytes: invalid UTF-8,
+    a nesting bomb (orjson refuses depth > 1024; the stdlib fallback that names NaN
+    literals would recurse, so it only runs on shallow input), junk of any size.
+
+    >>> try:
+    ...     loads(b"[" * 1100 + b"]" * 1100)
+    ... except ValidationError as exc:
+    ...     print(exc.reason, exc.detail[:20])
+    malformed_json depth limit exceeded
+    """
     if len(raw) > max_bytes:
         raise ValidationError("too_large", f"{len(raw)} bytes > {max_bytes} bytes")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses NaN/Infinity literals; tell the sender that rather than "malformed".
+        detail = str(exc)[:120]
+    except Exception as exc:  # never let a decoder's surprise stop a stream
+        raise ValidationError("malformed_json", f"{type(exc).__name__}: {exc}"[:120]) from None
+    # orjson refuses NaN/Infinity literals; tell the sender that rather than "malformed".
+    if "depth limit" not in detail and (b"NaN" in _as_bytes(raw) or b"Infinity" in _as_bytes(raw)):
         try:
             json.loads(raw, parse_constant=_refuse_constant)
         except _NonFinite:
             raise ValidationError("non_finite", "NaN or Infinity literal") from None
-        except ValueError:
+        except (ValueError, RecursionError, TypeError):
             pass
-        raise ValidationError("malformed_json", str(exc)[:120]) from None
+    raise ValidationError("malformed_json", detail)
+
+
+def _as_bytes(raw: bytes | str) -> bytes:
+    return raw.encode("utf-8", "replace") if isinstance(raw, str) else raw
+
+
+def decode_record(
+    raw: bytes | str, parse: Callable[[Any], T], max_bytes: int = DEFAULT_MAX_BYTES
+) -> T:
+    """Decode one context record (positions.v1, market.v1) with ``parse``.
+
+    The one guarded entry point for single records: any exception while decoding or
+    validating becomes a :class:`ValidationError` (``invalid`` with the exception named
+    when it is not one already), so a caller's ``except ValidationError`` is total.
+
+    >>> decode_record(b"null", parse_market)
+    Traceback (most recent call last):
+    ...
+    predictor.errors.ValidationError: not_an_object: NoneType
+    """
+    return validated(parse, loads(raw, max_bytes))
+
+
+def validated(parse: Callable[[Any], T], obj: Any) -> T:
+    """``parse(obj)``, with any exception but :class:`ValidationError` turned into one."""
+    try:
+        return parse(obj)
+    except ValidationError:
+        raise
+    except Exception as exc:
+        raise ValidationError("invalid", f"{type(exc).__name__}: {exc}"[:200]) from None
 
 
 class _NonFinite(Exception):
@@ -239,6 +287,9 @@ def decode_telemetry(
                 (system, component, host), t, row = validate_telemetry(obj, names)
             except ValidationError as exc:
                 rejects.append(Reject(i, exc.reason, exc.detail))
+                continue
+            except Exception as exc:  # whatever it is, it goes to the DLQ, not up the stack
+                rejects.append(Reject(i, "invalid", f"{type(exc).__name__}: {exc}"[:200]))
                 continue
         keys.append((system, component, host))
         ts.append(t)

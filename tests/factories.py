@@ -219,3 +219,19 @@ def failure_at(
 ) -> ScheduledFailure:
     """A scheduled failure whose host goes silent ``seconds`` after the simulation start."""
     return ScheduledFailure(mode, system, component, None, seconds, lead_s)
+
+
+# -- poison: bytes that once stopped a worker ------------------------------------------------
+#: Messages every input topic must dead-letter (never raise): name -> bytes. Each is under
+#: the 64 KiB message limit, so it reaches the decoder.
+POISON: dict[str, bytes] = {
+    "nesting_bomb": b"[" * 1100 + b"]" * 1100,
+    "object_bomb": b'{"a":' * 1100 + b"1" + b"}" * 1100,
+    "nan_in_bomb": b"[" * 1100 + b"NaN" + b"]" * 1100,
+    "invalid_utf8": b'{"ts": "\xff\xfe", "system": "\xc3\x28"}',
+    "junk_60k": b"x" * (60 * 1024),
+    "array": b"[1, 2, 3]",
+    "null": b"null",
+    "string": b'"telemetry"',
+    "empty": b"",
+}

@@ -19,6 +19,7 @@ from predictor.events import (
     MAX_TS_MS,
     MIN_TS_MS,
     SESSIONS,
+    decode_record,
     decode_telemetry,
     loads,
     ms_to_iso,
@@ -26,7 +27,7 @@ from predictor.events import (
     parse_position,
     parse_ts,
 )
-from tests.factories import T0_MS, market_state, position, telemetry_bytes, telemetry_event
+from tests.factories import POISON, T0_MS, market_state, position, telemetry_bytes, telemetry_event
 
 METRICS = ("cpu_pct", "mem_pct")
 
@@ -272,3 +273,37 @@ def test_parse_position_missing_field(field: str) -> None:
     with pytest.raises(ValidationError) as exc:
         parse_position(obj)
     assert exc.value.reason == "missing_field"
+
+
+# -- poison: any bytes give a reject with a reason, never an exception ---------------------
+@pytest.mark.parametrize("name", sorted(POISON))
+def test_poison_telemetry_is_rejected_with_a_reason(name: str) -> None:
+    assert _reason(POISON[name]) in {"malformed_json", "not_an_object"}
+
+
+@pytest.mark.parametrize("name", sorted(POISON))
+@pytest.mark.parametrize("parse", [parse_market, parse_position])
+def test_poison_context_raises_only_validation_errors(name: str, parse: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        decode_record(POISON[name], parse)
+    assert info.value.reason in {"malformed_json", "not_an_object"}
+
+
+def test_a_parser_surprise_becomes_a_reason_not_a_crash() -> None:
+    def explode(_obj: Any) -> None:
+        raise RecursionError("deep")
+
+    with pytest.raises(ValidationError) as info:
+        decode_record(b"{}", explode)
+    assert info.value.reason == "invalid" and "RecursionError" in info.value.detail
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_or_reject(raw: bytes) -> None:
+    batch = decode_telemetry([raw], METRICS)
+    assert len(batch) + len(batch.rejects) == 1
+    for parse in (parse_market, parse_position):
+        try:
+            decode_record(raw, parse)
+        except ValidationError:
+            pass
