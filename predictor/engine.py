@@ -20,6 +20,14 @@ Heartbeat rule
     An entity silent for ``heartbeat_misses × heartbeat_interval_s`` of event time
     (against the watermark) is failing *now*: health 0 and ``failover_now``.
 
+Silence
+    Silence only counts while the feed as a whole is alive. When the watermark jumps by
+    more than the heartbeat limit (every input stopped, then came back), nobody is
+    blamed for the gap: each entity's silence is counted from the resumption
+    (``resumed_ms``). A driver that knows the fleet still reports while this engine's
+    share is quiet (a Kafka partition holding only a dark system) moves event time on
+    with :meth:`Engine.advance_to`, and the heartbeat rule fires there too.
+
 Emission
     A component's recommendation is emitted when its action escalates, at once, or
     de-escalates after the lower action has held for ``hold_s`` (no flapping). Every
@@ -241,6 +249,8 @@ class Engine:
 
         self.watermark_ms: int | None = None
         self.last_tick_ms: int | None = None
+        #: Event time the feed last resumed after a global gap; silence counts from here.
+        self.resumed_ms: int = np.iinfo(np.int64).min // 4
         self.host_health = np.full(64, 100.0)
         self.comp_health = np.full(16, 100.0)
         self.sys_health = np.full(8, 100.0)
@@ -459,6 +469,12 @@ class Engine:
         start_tick = wm0 // tick_ms
         cuts = np.flatnonzero(np.diff(np.concatenate([[start_tick], tick_idx])) > 0)
         bounds = [0, *cuts.tolist(), m] if decide else [0, m]
+        # Rows where the whole feed resumes after a silence longer than the heartbeat limit.
+        gaps = (
+            np.flatnonzero(np.diff(np.concatenate([[wm0], running])) > self._silence_limit_ms)
+            if m and self.watermark_ms is not None
+            else np.zeros(0, dtype=np.int64)
+        )
         for j in range(len(bounds) - 1):
             lo, hi = bounds[j], bounds[j + 1]
             if hi > lo:
@@ -471,7 +487,10 @@ class Engine:
             if (
                 hi < m and decide
             ):  # the row at ``hi`` crosses into a new tick: decide at its boundary
+                self._note_resume(gaps, running, hi)
                 recs.extend(self._tick(int(tick_idx[hi]) * tick_ms))
+        if m:
+            self._note_resume(gaps, running, m - 1)
         self.counters["events"] += m
         health = host_health(risk, anomaly, np.zeros(m, dtype=bool))
         return StepResult(
@@ -598,6 +617,35 @@ class Engine:
             risk_rows = np.where(np.isnan(risk_rows), self.risk[s], risk_rows)
         return a, risk_rows, full
 
+    @property
+    def _silence_limit_ms(self) -> int:
+        cfg = self.config
+        return int(cfg.heartbeat_misses * cfg.heartbeat_interval_s * 1000)
+
+    def _note_resume(self, gaps: np.ndarray, running: np.ndarray, upto: int) -> None:
+        """Start counting silence afresh from the latest global gap at or before ``upto``."""
+        k = int(np.searchsorted(gaps, upto, side="right"))
+        if k:
+            self.resumed_ms = max(self.resumed_ms, int(running[gaps[k - 1]]))
+
+    def advance_to(self, t_ms: int) -> list[dict[str, Any]]:
+        """Move event time on to ``t_ms`` without events, deciding at every tick crossed.
+
+        For a driver that knows the fleet still reports while this engine's entities are
+        quiet (its watermark would otherwise stand still and a dark system would never
+        miss a heartbeat). Never moves time back; at most the last 1,000 ticks are taken.
+        """
+        if self.watermark_ms is None or t_ms <= self.watermark_ms:
+            return []
+        tick_ms = int(self.config.tick_s * 1000)
+        first = self.watermark_ms // tick_ms + 1
+        last = t_ms // tick_ms
+        recs: list[dict[str, Any]] = []
+        for k in range(max(first, last - 999), last + 1):
+            recs.extend(self._tick(k * tick_ms))
+        self.watermark_ms = t_ms
+        return recs
+
     def flush(self, now_ms: int | None = None) -> list[dict[str, Any]]:
         """Decide at ``now_ms`` (default: the watermark) without waiting for a tick."""
         t = now_ms if now_ms is not None else self.watermark_ms
@@ -612,9 +660,8 @@ class Engine:
         if n == 0:
             return []
         seen = self.features.n[:n] > 0
-        age_ms = t_ms - self.features.last_ts[:n]
-        limit = cfg.heartbeat_misses * cfg.heartbeat_interval_s * 1000
-        dead = seen & (age_ms > limit)
+        age_ms = t_ms - np.maximum(self.features.last_ts[:n], self.resumed_ms)
+        dead = seen & (age_ms > self._silence_limit_ms)
         self.dead[:n] = dead
 
         hh = host_health(self.risk[:n], self.anomaly[:n], dead)
