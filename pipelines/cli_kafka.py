@@ -1,23 +1,31 @@
 """``precovery stream`` and ``precovery simulate-kafka``: the Kafka commands.
 
 Registered on the one ``precovery`` app by :mod:`pipelines.cli`.
+
+Light at import (``precovery --help`` loads it): Kafka clients, the engine and the
+settings are imported inside the commands that use them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipelines import inputs
 from pipelines.console import Verbose, console, fail, progress, setup_logging
-from pipelines.settings import KafkaSettings
-from pipelines.stream import Topics
 from predictor.errors import PrecoveryError
+
+if TYPE_CHECKING:
+    from pipelines.settings import KafkaSettings
+    from pipelines.stream import Topics
 
 
 def prefixed_topics(k: KafkaSettings, prefix: str) -> Topics:
     """The stream's topics from the settings, each name with ``prefix`` in front."""
+    from pipelines.stream import Topics
+
     return Topics(
         *(
             prefix + t
@@ -75,6 +83,16 @@ def stream(
     verbose: Verbose = False,
 ) -> None:
     """Run a stream worker on Kafka (one member of the consumer group); SIGTERM stops it."""
+    try:
+        if model_dir is not None and not no_model:
+            inputs.model_dir(model_dir)
+        inputs.at_least(max_batch, 1, "--max-batch")
+        inputs.at_least(partitions, 1, "--partitions")
+        inputs.positive(checkpoint_interval_s, "--checkpoint-interval-s", "seconds")
+        if idle_exit_s is not None:
+            inputs.positive(idle_exit_s, "--idle-exit-s", "seconds")
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
     setup_logging(verbose)
     import signal
 
@@ -159,6 +177,14 @@ def simulate_kafka(
     verbose: Verbose = False,
 ) -> None:
     """`precovery simulate` into Kafka: telemetry, positions, market and incidents topics."""
+    try:
+        inputs.positive(hours, "--hours", "hours")
+        inputs.at_least(rate, 0, "--rate")
+        inputs.at_least(copies, 1, "--copies")
+        inputs.at_least(bad_every, 0, "--bad-every")
+        inputs.at_least(partitions, 1, "--partitions")
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
     setup_logging(verbose)
     from pipelines.kafka_io import ensure_topics
     from pipelines.kafka_sim import simulate_to_kafka

@@ -1,4 +1,10 @@
-"""Shared pieces of the command line: logging set-up, progress bars, errors."""
+"""Shared pieces of the command line: logging set-up, progress bars, errors and exit codes.
+
+Exit codes: 0 only when the job did what was asked; 2 for a usage error (a bad option,
+a missing or malformed input: :class:`~predictor.errors.ValidationError`,
+:class:`~predictor.errors.ConfigError`); 1 for a failure while working (an edge, the
+disk, a model that cannot be used). Kept light: the CLI imports it to answer ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,10 +24,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-#: Human output (progress, results) goes to stderr; data goes to files or stdout.
-console = Console(stderr=True)
+from predictor.errors import ConfigError, ValidationError
+
+#: Human output (progress, results) goes to stderr; data goes to files or stdout. Soft
+#: wrap: off a terminal one message is one line, whatever its length (greppable).
+console = Console(stderr=True, soft_wrap=True)
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", envvar="PRECOVERY_VERBOSE")]
+
+USAGE_ERROR = 2
+FAILURE = 1
 
 
 def setup_logging(verbose: bool) -> None:
@@ -35,19 +48,29 @@ def setup_logging(verbose: bool) -> None:
 
 
 def progress(unit: str = "rows") -> Progress:
-    """A progress bar whose counts are in ``unit``."""
+    """A progress bar whose counts are in ``unit`` (``hours`` counts fractions of hours)."""
+    count = (
+        TextColumn("{task.completed:.1f}/{task.total:g} h")
+        if unit == "hours"
+        else MofNCompleteColumn()
+    )
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
+        count,
+        *([] if unit == "hours" else [TextColumn(unit)]),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
     )
 
 
-def fail(exc: Exception) -> typer.Exit:
-    """Print an error and return the exit (code 2) to raise."""
-    console.print(f"[red]error:[/] {exc}")
-    return typer.Exit(2)
+def exit_code(exc: BaseException) -> int:
+    """2 for what the user can fix in the command or its inputs, 1 for the rest."""
+    return USAGE_ERROR if isinstance(exc, ValidationError | ConfigError) else FAILURE
+
+
+def fail(exc: Exception, code: int | None = None) -> typer.Exit:
+    """Print the error as one line on stderr and return the exit to raise."""
+    console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    return typer.Exit(exit_code(exc) if code is None else code)

@@ -18,6 +18,7 @@ knows the ground truth and shows each recommendation's lead time against it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class DemoConfig:
         Where the API listens (port 0: pick a free one).
     bad_every
         Every ``bad_every``-th message is replaced by a malformed one (0: never).
+    json
+        Print each recommendation as a recommendations.v1 JSON line on stdout instead of
+        the live view.
     """
 
     duration_s: float = 60.0
@@ -74,6 +78,7 @@ class DemoConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     bad_every: int = 997
+    json: bool = False
 
 
 def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
@@ -251,7 +256,7 @@ def _feed(run: DemoRun, cfg: DemoConfig, hours: float, topics: Topics) -> None:
 
 def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
     end = time.monotonic() + cfg.duration_s + 2.0 if cfg.duration_s > 0 else float("inf")
-    if console.is_terminal:
+    if console.is_terminal and not cfg.json:
         with Live(_view(run, port), console=console, refresh_per_second=4) as view:
             while time.monotonic() < end:
                 time.sleep(0.25)
@@ -262,8 +267,14 @@ def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
         time.sleep(0.25)
         recs = run.recommendations
         for rec in recs[printed:]:
-            if rec["action"] in ("prepare_standby", "failover_at_window", "failover_now"):
-                console.print(_rec_line(run, rec))
+            if rec["action"] not in ("prepare_standby", "failover_at_window", "failover_now"):
+                continue
+            if cfg.json:
+                sys.stdout.write(orjson.dumps(rec).decode() + "\n")
+                sys.stdout.flush()
+            else:
+                # One line per recommendation whatever the width: greppable off a terminal.
+                console.print(_rec_line(run, rec), soft_wrap=True, highlight=False)
         printed = len(recs)
 
 

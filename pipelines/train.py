@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from pipelines.frames import detect_layout, frame_to_batch, iter_frames, read_head
+from pipelines.frames import (
+    check_delimiter,
+    check_numeric,
+    detect_layout,
+    frame_to_batch,
+    iter_frames,
+    read_head,
+)
 from predictor.engine import Engine, EngineConfig
 from predictor.errors import ValidationError
 from predictor.features import DEFAULT_METRICS
@@ -75,10 +82,57 @@ class Dataset:
     feature_names: list[str]
 
 
-def read_incidents(path: Path) -> list[Incident]:
-    """Incidents from a CSV with the contract's columns."""
+#: Columns an incidents CSV must have; the contract's others are optional here.
+INCIDENT_REQUIRED = ("system", "component", "started_at")
+INCIDENT_COLUMNS = (
+    "incident_id",
+    "system",
+    "component",
+    "host",
+    "started_at",
+    "resolved_at",
+    "severity",
+    "kind",
+    "summary",
+)
+
+
+def read_incidents(path: Path, show: int = 3) -> list[Incident]:
+    """Incidents from a CSV with the contract's columns.
+
+    Raises ValidationError naming the missing columns, or the first rows whose times do
+    not parse (rows counted from 1 after the header).
+    """
+    check_delimiter(path)
     with path.open(newline="") as f:
-        return [Incident.from_record(row) for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in INCIDENT_REQUIRED if c not in columns]
+        if missing:
+            raise ValidationError(
+                "missing_field",
+                f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"(has: {', '.join(columns) or 'no header'}); expected at least "
+                f"{', '.join(INCIDENT_REQUIRED)} of {', '.join(INCIDENT_COLUMNS)}",
+            )
+        incidents: list[Incident] = []
+        bad: list[str] = []
+        for i, row in enumerate(reader, start=1):
+            try:
+                incidents.append(Incident.from_record(row))
+            except (ValidationError, ValueError, TypeError) as exc:
+                field_name = next(
+                    (c for c in ("started_at", "resolved_at") if c in str(exc)), "started_at"
+                )
+                bad.append(f"row {i} column {field_name} {row.get(field_name)!r}")
+    if bad:
+        raise ValidationError(
+            "bad_timestamp",
+            f"{path}: {len(bad)} row{'s' if len(bad) > 1 else ''} with a time that does not "
+            f"parse: {'; '.join(bad[:show])}{' …' if len(bad) > show else ''}; expected RFC 3339 "
+            "times like 2026-01-05T14:00:00Z",
+        )
+    return incidents
 
 
 def build_features(
@@ -86,8 +140,12 @@ def build_features(
     metric_names: tuple[str, ...] = DEFAULT_METRICS,
     stride: int = 3,
     progress: Callable[[int], None] | None = None,
+    source: object = None,
 ) -> Dataset:
-    """Run the stream's engine over history frames and keep every ``stride``-th row."""
+    """Run the stream's engine over history frames and keep every ``stride``-th row.
+
+    ``source`` names the file in error messages.
+    """
     engine = Engine(EngineConfig(metric_names=metric_names))
     xs: list[np.ndarray] = []
     ts: list[np.ndarray] = []
@@ -96,7 +154,9 @@ def build_features(
     layout = None
     for df in frames:
         if layout is None:
-            layout = detect_layout(df, metric_names)
+            layout = detect_layout(df, metric_names, source=source)
+        else:
+            check_numeric(df, layout, source, offset)
         res = engine.process(
             frame_to_batch(df, layout, offset), collect_features=True, decide=False
         )
@@ -217,9 +277,22 @@ def train_files(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[RiskModel, dict[str, Any]]:
     """``precovery train``: features from a telemetry file, labels from an incidents CSV."""
-    detect_layout(read_head(telemetry), DEFAULT_METRICS)  # fail on bad columns before the long pass
-    data = build_features(iter_frames(telemetry), DEFAULT_METRICS, cfg.stride, progress)
-    return train_model(data, read_incidents(incidents), cfg)
+    # Fail on bad columns, cells or incidents before the long pass.
+    check_train_inputs(telemetry, incidents)
+    found = read_incidents(incidents)
+    data = build_features(
+        iter_frames(telemetry), DEFAULT_METRICS, cfg.stride, progress, source=telemetry
+    )
+    return train_model(data, found, cfg)
+
+
+def check_train_inputs(telemetry: Path, incidents: Path) -> None:
+    """The checks ``precovery train`` runs before any work (ValidationError on a fault)."""
+    head = read_head(telemetry, n=10_000)
+    if head.empty:
+        raise ValidationError("empty", f"{telemetry}: a header but no rows; expected telemetry")
+    detect_layout(head, DEFAULT_METRICS, source=telemetry)
+    read_incidents(incidents)
 
 
 def sim_frames(sim: Any, hours: float) -> Iterator[pd.DataFrame]:
