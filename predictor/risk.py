@@ -121,6 +121,7 @@ class RiskModel:
                 [float(v) for v in iso.y_thresholds_],
             )
         self.metrics_: dict[str, float] = {}
+        self._version = (self.booster_, _content_hash(self.booster_))
         return self
 
     def _check(self) -> None:
@@ -164,10 +165,17 @@ class RiskModel:
     # -- persistence ------------------------------------------------------------------
     @property
     def version(self) -> str:
-        """A content hash: the same model text gives the same version."""
+        """A content hash: the same model text gives the same version.
+
+        Computed once per booster (at fit or load): serialising and hashing the model is
+        far too dear for the hot path, which reads the version with every decision.
+        """
         self._check()
-        text = self.booster_.model_to_string()
-        return "sha-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        cached = self.__dict__.get("_version")
+        if cached is None or cached[0] is not self.booster_:
+            cached = (self.booster_, _content_hash(self.booster_))
+            self._version = cached
+        return cached[1]
 
     def save(self, path: Path) -> Path:
         self._check()
@@ -196,6 +204,7 @@ class RiskModel:
         cal = meta.get("calibration")
         model.calibration_ = (list(cal[0]), list(cal[1])) if cal else None
         model.metrics_ = dict(meta.get("metrics", {}))
+        model._version = (booster, _content_hash(booster))
         return model
 
     def get_params(self) -> dict[str, Any]:
@@ -209,3 +218,8 @@ class RiskModel:
             "seed": self.seed,
             "num_threads": self.num_threads,
         }
+
+
+def _content_hash(booster: lgb.Booster) -> str:
+    """``sha-`` and 12 hex digits of the model text (stable across save and load)."""
+    return "sha-" + hashlib.sha256(booster.model_to_string().encode()).hexdigest()[:12]

@@ -3,24 +3,35 @@
 ``create_app(backend)`` takes anything that offers the read side of the live state (see
 :class:`Backend`); the embedded default passes :class:`pipelines.live.LiveState`, the
 tests may pass their own. Errors of :mod:`predictor.errors` map to status codes in one
-handler.
+handler; anything unexpected becomes a JSON 500 with a request id (the traceback goes
+to the log at ERROR with the same id). Every response carries ``X-Request-ID``.
+
+Hot paths never wait for the stream: views come pre-serialised from the backend's
+per-state cache, and the event stream waits on an asyncio event the worker sets, not in
+a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import AsyncIterator
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import orjson
 from anyio import to_thread
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pipelines.live import CONDITIONS, CursorReset
 from predictor import __version__
 from predictor.errors import (
     ConfigError,
@@ -33,9 +44,12 @@ from predictor.errors import (
 )
 from predictor.events import loads, ms_to_iso
 from serve.schemas import (
+    CursorResetBody,
     ErrorBody,
     Health,
+    Readiness,
     Recommendation,
+    ScoreRequest,
     ScoreResponse,
     SystemDetail,
     SystemSummary,
@@ -52,16 +66,35 @@ STATUS = {
     EdgeError: 502,
 }
 
+#: The request id of the request being served (for error bodies and log lines).
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+CURSOR_DOC = (
+    "Resume after this cursor: the `cursor` of the last recommendation you have "
+    "(`<stream_id>:<seq>`), or 0 / nothing for the start. A cursor of another stream "
+    "(the service restarted) or one older than the kept log is refused with 409 "
+    "`cursor_reset`: start over with after=0 and drop duplicates by recommendation_id."
+)
+JSON = "application/json"
+
 
 class Backend(Protocol):
     """What the API reads (``pipelines.live.LiveState`` implements it)."""
 
-    def systems(self) -> list[dict[str, Any]]: ...
-    def system(self, name: str) -> dict[str, Any]: ...
+    stream_id: str
+
+    @property
+    def last_seq(self) -> int: ...
+    def view_json(self, system: str | None = None, wait: bool = True) -> bytes | None: ...
     def recommendations(
         self, system: str | None = None, after: int = 0, limit: int = 100
     ) -> list[dict[str, Any]]: ...
-    def wait_recommendations(self, after: int, timeout_s: float) -> list[dict[str, Any]]: ...
+    def parse_cursor(self, after: str | int | None) -> int: ...
+    def add_listener(self, fn: Callable[[], None]) -> None: ...
+    def remove_listener(self, fn: Callable[[], None]) -> None: ...
+    def health(self) -> dict[str, Any]: ...
+    def readiness(self) -> list[str]: ...
     def status(self) -> dict[str, Any]: ...
     def score(self, events: list[Any], max_events: int) -> dict[str, Any]: ...
 
@@ -70,16 +103,25 @@ def create_app(
     backend: Backend,
     max_body_bytes: int = 1024 * 1024,
     max_events_per_request: int = 10_000,
+    sse_keepalive_s: float = 15.0,
 ) -> FastAPI:
-    """Build the app around a backend."""
+    """Build the app around a backend.
+
+    ``sse_keepalive_s``: an idle event stream sends a comment this often, so proxies and
+    clients see the connection is alive.
+    """
     app = FastAPI(
         title="Precovery",
         version=__version__,
         description="Predictive failover recommendations for trading infrastructure. "
-        "Risks are P(failure within horizon_s); dollar figures are USD; times RFC 3339 UTC.",
+        "Risks are P(failure within horizon_s); dollar figures are USD; times RFC 3339 UTC. "
+        "Every response carries an X-Request-ID header (a sane client-supplied one is "
+        "kept); error bodies repeat it.",
     )
+    app.add_middleware(RequestContext)
     registry = CollectorRegistry()
     registry.register(_StatusCollector(backend))
+    news = _News(backend)
 
     @app.exception_handler(PrecoveryError)
     async def _precovery_error(_request: Request, exc: PrecoveryError) -> JSONResponse:
@@ -89,29 +131,79 @@ def create_app(
             body = {"error": "validation", "reason": exc.reason, "detail": exc.detail}
             if exc.items:
                 body["rejects"] = exc.items[:100]
+        body["request_id"] = REQUEST_ID.get()
         return JSONResponse(body, status_code=status)
 
+    @app.exception_handler(CursorReset)
+    async def _cursor_reset(_request: Request, exc: CursorReset) -> JSONResponse:
+        body = {
+            "error": "cursor_reset",
+            "reason": exc.why,
+            "detail": exc.detail,
+            "stream_id": exc.stream_id,
+            "request_id": REQUEST_ID.get(),
+        }
+        return JSONResponse(body, status_code=409, headers={"X-Stream-ID": exc.stream_id})
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        rejects = [
+            {
+                "loc": [str(p) for p in err.get("loc", ())],
+                "reason": str(err.get("type", "invalid")),
+                "detail": str(err.get("msg", ""))[:200],
+            }
+            for err in exc.errors()[:100]
+        ]
+        first = rejects[0] if rejects else {"loc": [], "detail": ""}
+        body = {
+            "error": "validation",
+            "reason": "invalid_request",
+            "detail": f"{'.'.join(first['loc'])}: {first['detail']}",
+            "rejects": rejects,
+            "request_id": REQUEST_ID.get(),
+        }
+        return JSONResponse(body, status_code=422)
+
     @app.get("/healthz", response_model=Health, tags=["ops"])
-    def healthz() -> dict[str, Any]:
-        """Liveness and what the service is running."""
-        st = backend.status()
-        wm = st.get("watermark")
+    async def healthz() -> dict[str, Any]:
+        """Liveness: 200 whenever the process answers (never waits for the stream)."""
+        h = backend.health()
+        wm = h.get("watermark")
         return {
             "status": "ok",
-            "model_version": st.get("model_version"),
-            "entities": st.get("entities", 0),
+            "model_version": h.get("model_version"),
+            "entities": h.get("entities", 0),
             "watermark": ms_to_iso(wm) if wm else None,
         }
 
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: every reason named"}},
+        tags=["ops"],
+    )
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 only when the stream worker runs, a model is loaded, input is
+        fresh (no ``telemetry_lost``) and the consumer lag is under its bound; otherwise
+        503 with every failing reason."""
+        reasons = backend.readiness()
+        st = _feed_fields(backend)
+        body = {"status": "not_ready" if reasons else "ready", "reasons": reasons, **st}
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
     @app.get("/v1/status", tags=["ops"])
     def status() -> dict[str, Any]:
-        """Counters, reject reasons by cause, state size."""
+        """Counters, reject reasons by cause, state size, readiness and conditions."""
         return backend.status()
 
     @app.get("/v1/systems", response_model=list[SystemSummary], tags=["scoring"])
-    def systems() -> list[dict[str, Any]]:
-        """Health, worst component and most urgent action of every system."""
-        return backend.systems()
+    async def systems() -> Response:
+        """Health, worst component and most urgent action of every system.
+
+        Rendered at most once per engine state; while a batch is in progress the render
+        of the state before it is served (``as_of`` in the detail view tells which)."""
+        return Response(await _view(backend, None), media_type=JSON)
 
     @app.get(
         "/v1/systems/{system}",
@@ -119,55 +211,135 @@ def create_app(
         responses={404: {"model": ErrorBody}},
         tags=["scoring"],
     )
-    def system(system: str) -> dict[str, Any]:
-        """Components and hosts of one system, with health, risk and latest recommendation."""
-        return backend.system(system)
+    async def system(system: str) -> Response:
+        """Components and hosts of one system, with health, risk and latest recommendation.
 
-    @app.get("/v1/recommendations", response_model=list[Recommendation], tags=["scoring"])
-    def recommendations(
+        Rendered at most once per engine state (see ``/v1/systems``); ``as_of`` is the
+        watermark the view was rendered at."""
+        return Response(await _view(backend, system), media_type=JSON)
+
+    @app.get(
+        "/v1/recommendations",
+        response_model=list[Recommendation],
+        responses={409: {"model": CursorResetBody}, 422: {"model": ErrorBody}},
+        tags=["scoring"],
+    )
+    async def recommendations(
         system: str | None = None,
-        after: int = Query(0, ge=0, description="Only those with seq > after"),
+        after: str | None = Query(None, max_length=200, description=CURSOR_DOC),
         limit: int = Query(100, ge=1, le=1000),
-    ) -> list[dict[str, Any]]:
-        """Recent recommendations, oldest first (the latest ``limit`` unless ``after``)."""
-        return backend.recommendations(system, after, limit)
+    ) -> Response:
+        """Recent recommendations, oldest first (the latest ``limit`` unless ``after``).
 
-    @app.get("/v1/recommendations/stream", tags=["scoring"])
+        Cursors survive restarts by refusing to be reused across them: sequence numbers
+        restart at 1 in every process, so each process has a fresh ``stream_id`` (also in
+        the ``X-Stream-ID`` header) and a cursor is ``<stream_id>:<seq>``. Resuming with a
+        cursor of another stream answers 409 ``cursor_reset`` (reason
+        ``stream_changed``); with one older than the kept log, 409 ``cursor_expired``.
+        Nothing is ever skipped silently. A bare number other than 0 is refused (422)."""
+        seq = backend.parse_cursor(after)
+        rows = backend.recommendations(system, seq, limit)
+        return Response(
+            orjson.dumps(rows), media_type=JSON, headers={"X-Stream-ID": backend.stream_id}
+        )
+
+    @app.get(
+        "/v1/recommendations/stream",
+        responses={200: {"content": {"text/event-stream": {}}}, 422: {"model": ErrorBody}},
+        tags=["scoring"],
+    )
     async def stream(
-        request: Request,
-        after: int = Query(0, ge=0),
+        after: str | None = Query(None, max_length=200, description=CURSOR_DOC),
         max_s: float = Query(3600.0, gt=0, le=86_400, description="Close after, seconds"),
+        last_event_id: str | None = Header(
+            None,
+            alias="Last-Event-ID",
+            max_length=200,
+            description="Standard SSE resume header; wins over ?after=",
+        ),
     ) -> StreamingResponse:
-        """Server-sent events: one ``recommendation`` event per recommendation."""
+        """Server-sent events: one ``recommendation`` event per recommendation.
+
+        Each event's ``id:`` is its cursor ``<stream_id>:<seq>``, so a reconnecting
+        ``EventSource`` resumes by itself (``Last-Event-ID``; ``?after=`` works too). A
+        cursor of another stream (the service restarted) or one older than the kept log
+        gets an ``event: reset`` first (data: reason, detail, the new ``stream_id``);
+        the events after it are the current stream's from its oldest kept one: drop
+        duplicates by ``recommendation_id``. While idle, a ``: keep-alive`` comment
+        comes every ``sse_keepalive_s`` seconds."""
+        reset: CursorReset | None = None
+        try:
+            last = backend.parse_cursor(last_event_id or after)
+        except CursorReset as exc:
+            reset, last = exc, 0
+        news.attach()
+        sid = backend.stream_id
 
         async def events() -> AsyncIterator[bytes]:
-            last = after
+            nonlocal last
             loop = asyncio.get_running_loop()
             deadline = loop.time() + max_s
-            yield b": precovery recommendations\n\n"
-            while loop.time() < deadline and not await request.is_disconnected():
-                wait = min(1.0, max(0.0, deadline - loop.time()))
-                recs = await to_thread.run_sync(backend.wait_recommendations, last, wait)
-                for rec in recs:
-                    last = max(last, int(rec["seq"]))
-                    yield b"event: recommendation\nid: %d\ndata: %s\n\n" % (
-                        rec["seq"],
-                        orjson.dumps(rec),
-                    )
+            yield b"retry: 2000\n: precovery recommendations, stream %s\n\n" % sid.encode()
+            if reset is not None:
+                yield _reset_event(reset.why, reset.detail, sid)
+            while (now := loop.time()) < deadline:
+                tick = news.current()
+                if backend.last_seq > last:
+                    recs = backend.recommendations(after=last, limit=1000)
+                    if recs and int(recs[0]["seq"]) > last + 1 and last > 0:
+                        yield _reset_event(
+                            "cursor_expired",
+                            f"recommendations {last + 1}..{int(recs[0]['seq']) - 1} are gone",
+                            sid,
+                        )
+                    for rec in recs:
+                        last = int(rec["seq"])
+                        yield b"event: recommendation\nid: %s\ndata: %s\n\n" % (
+                            rec["cursor"].encode(),
+                            orjson.dumps(rec),
+                        )
+                    continue
+                wait = min(sse_keepalive_s, deadline - now)
+                if not await news.wait(tick, wait) and loop.time() < deadline:
+                    yield b": keep-alive\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Stream-ID": sid},
+        )
 
     @app.post(
         "/v1/score",
         response_model=ScoreResponse,
         responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
         tags=["scoring"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/ScoreRequest"},
+                                {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/TelemetryEvent"},
+                                },
+                            ]
+                        }
+                    }
+                },
+            }
+        },
     )
     async def score(request: Request) -> dict[str, Any]:
         """Score a batch of telemetry.v1 events (a what-if: the live state is not changed).
 
-        Body: ``{"events": [...]}`` or a bare JSON array, at most ``max_body_bytes``.
-        Any invalid event fails the whole request with 422 and every reason.
+        Body: ``{"events": [...]}`` (``ScoreRequest``) or a bare JSON array of events, at
+        most ``max_body_bytes``. Any invalid event fails the whole request with 422 and
+        every reason; so does a body that is not JSON, too deeply nested, or not of
+        either shape.
         """
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
@@ -177,11 +349,7 @@ def create_app(
             body.extend(part)
             if len(body) > max_body_bytes:
                 raise PayloadTooLarge("too_large", f"body over {max_body_bytes} bytes")
-        # events.loads tells a NaN/Infinity literal (non_finite) from malformed JSON.
-        payload = loads(bytes(body), max_body_bytes)
-        events = payload.get("events") if isinstance(payload, dict) else payload
-        if not isinstance(events, list):
-            raise ValidationError("wrong_type", 'body must be {"events": [...]} or a JSON array')
+        events = _score_events(bytes(body), max_body_bytes)
         return await to_thread.run_sync(backend.score, events, max_events_per_request)
 
     @app.get("/metrics", tags=["ops"])
@@ -189,7 +357,187 @@ def create_app(
         """Prometheus text exposition."""
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
 
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # The score body is parsed by hand (exact reasons, NaN, size limit), so FastAPI
+        # cannot see its models: add them to the components the request body refers to.
+        if app.openapi_schema is None:
+            spec = base_openapi()
+            schema = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps = spec.setdefault("components", {}).setdefault("schemas", {})
+            for name, sub in schema.pop("$defs", {}).items():
+                comps.setdefault(name, sub)
+            comps.setdefault("ScoreRequest", schema)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def _view(backend: Backend, system: str | None) -> bytes:
+    """The cached render without leaving the event loop; a thread only to render."""
+    data = backend.view_json(system, wait=False)
+    if data is None:
+        data = await to_thread.run_sync(backend.view_json, system)
+    assert data is not None
+    return data
+
+
+def _score_events(body: bytes, max_body_bytes: int) -> list[Any]:
+    """The events of a score body, or a :class:`ValidationError` (and nothing else)."""
+    try:
+        # events.loads tells a NaN/Infinity literal (non_finite) from malformed JSON.
+        payload = loads(body, max_body_bytes)
+    except ValidationError:
+        raise
+    except Exception as exc:  # a decoder's surprise (deep nesting...) is the body's fault
+        raise ValidationError("malformed_json", f"{type(exc).__name__}"[:120]) from None
+    events = payload.get("events") if isinstance(payload, dict) else payload
+    if not isinstance(events, list):
+        raise ValidationError("wrong_type", 'body must be {"events": [...]} or a JSON array')
+    bad = [
+        {"index": i, "reason": "not_an_object", "detail": type(ev).__name__}
+        for i, ev in enumerate(events)
+        if not isinstance(ev, dict)
+    ]
+    if bad:
+        first = bad[0]
+        raise ValidationError(
+            "not_an_object", f"event {first['index']}: {first['detail']}", bad[:100]
+        )
+    return events
+
+
+def _reset_event(why: str, detail: str, stream_id: str) -> bytes:
+    data = orjson.dumps({"reason": why, "detail": detail, "stream_id": stream_id})
+    return b"event: reset\ndata: %s\n\n" % data
+
+
+def _feed_fields(backend: Backend) -> dict[str, Any]:
+    feed = getattr(backend, "feed", None)
+    if feed is None:
+        return {"conditions": [], "input_idle_s": None, "consumer_lag": None}
+    idle = feed.idle_s()
+    return {
+        "conditions": feed.conditions(),
+        "input_idle_s": None if idle is None else round(idle, 3),
+        "consumer_lag": feed.lag,
+    }
+
+
+class _News:
+    """Wakes every event-stream generator when the backend logs recommendations.
+
+    The worker thread calls the listener; it hands over to the event loop with
+    ``call_soon_threadsafe``, which swaps in a fresh :class:`asyncio.Event` and sets the
+    old one. Waiting costs no thread, so hundreds of idle streams cost no worker threads.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event = asyncio.Event()
+        self._listener: Callable[[], None] | None = None
+
+    def attach(self) -> None:
+        """Listen on behalf of the running loop (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._listener is not None:
+            self.backend.remove_listener(self._listener)
+        self._loop, self._event = loop, asyncio.Event()
+
+        def listener() -> None:
+            loop.call_soon_threadsafe(self._fire)
+
+        self._listener = listener
+        self.backend.add_listener(listener)
+
+    def _fire(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    @staticmethod
+    async def wait(event: asyncio.Event, timeout_s: float) -> bool:
+        """Whether ``event`` was set within ``timeout_s``."""
+        try:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class RequestContext:
+    """Pure ASGI middleware: a request id on every response, and no plain-text 500s.
+
+    The id is the client's ``X-Request-ID`` when it is sane (1-128 of ``A-Za-z0-9._:-``),
+    else a fresh one. An exception that escapes a handler is logged at ERROR with the
+    id and its traceback, and answered with a JSON 500 naming the id (when the response
+    has not started; otherwise the connection is closed after logging).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or ()).get(b"x-request-id", b"")
+        rid = given.decode() if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(rid)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            logger.error(
+                "unhandled error [request_id=%s] %s %s",
+                rid,
+                scope.get("method"),
+                scope.get("path"),
+                exc_info=exc,
+            )
+            if started:
+                return
+            body = orjson.dumps(
+                {
+                    "error": "internal",
+                    "reason": "internal_error",
+                    "detail": f"{type(exc).__name__}; the log has the traceback under this id",
+                    "request_id": rid,
+                }
+            )
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", JSON.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class _StatusCollector(Collector):
@@ -229,3 +577,31 @@ class _StatusCollector(Collector):
             w = GaugeMetricFamily("precovery_watermark_seconds", "Latest event time, epoch s")
             w.add_metric([], wm / 1000.0)
             yield w
+        ready = GaugeMetricFamily("precovery_ready", "1 when /readyz answers 200")
+        ready.add_metric([], 1.0 if st.get("ready") else 0.0)
+        yield ready
+        cond = GaugeMetricFamily(
+            "precovery_condition", "1 while the condition is in force", labels=["condition"]
+        )
+        now = set(st.get("conditions", ()))
+        for name in CONDITIONS:
+            cond.add_metric([name], 1.0 if name in now else 0.0)
+        yield cond
+        idle = st.get("input_idle_s")
+        if idle is not None:
+            i = GaugeMetricFamily(
+                "precovery_input_idle_seconds", "Wall-clock seconds since the last input record"
+            )
+            i.add_metric([], idle)
+            yield i
+        lag = st.get("consumer_lag")
+        if lag is not None:
+            lg = GaugeMetricFamily("precovery_consumer_lag_records", "Consumer lag, records")
+            lg.add_metric([], lag)
+            yield lg
+        inp = CounterMetricFamily("precovery_input_records", "Input records polled, count")
+        inp.add_metric([], st.get("input_records", 0))
+        yield inp
+        alive = GaugeMetricFamily("precovery_stream_worker_alive", "1 while the worker runs")
+        alive.add_metric([], 1.0 if st.get("worker_alive") else 0.0)
+        yield alive

@@ -34,7 +34,13 @@ class MarketOut(BaseModel):
 
 
 class Recommendation(BaseModel):
-    seq: int | None = Field(None, description="This server's sequence number (for ?after=)")
+    seq: int | None = Field(None, description="Sequence number in this server's stream")
+    stream_id: str | None = Field(
+        None, description="This server process's stream (new at every restart)"
+    )
+    cursor: str | None = Field(
+        None, description="Resume after this one: pass as ?after= (or SSE Last-Event-ID)"
+    )
     recommendation_id: str = Field(description="Deterministic: same input → same id")
     epoch: int = Field(description="Fencing token, only grows per system")
     issued_at: str = Field(description="Event time of the decision, RFC 3339 UTC")
@@ -98,8 +104,25 @@ class SystemDetail(BaseModel):
     horizon_s: float
 
 
+class TelemetryEvent(BaseModel):
+    """One telemetry.v1 event (DESIGN.md §2)."""
+
+    ts: int | str = Field(
+        description="Event time: epoch milliseconds, or RFC 3339 with a UTC offset"
+    )
+    system: str = Field(min_length=1, max_length=128)
+    component: str = Field(min_length=1, max_length=128)
+    host: str = Field(min_length=1, max_length=128)
+    metrics: dict[str, float | None] = Field(
+        max_length=256,
+        description="Metric name → finite value (null: absent); untracked names are ignored",
+    )
+
+
 class ScoreRequest(BaseModel):
-    events: list[Any] = Field(description="telemetry.v1 events (DESIGN.md §2)")
+    """Body of ``POST /v1/score`` (a bare JSON array of events is accepted too)."""
+
+    events: list[TelemetryEvent] = Field(description="telemetry.v1 events, in order")
 
 
 class ScoreRow(BaseModel):
@@ -130,7 +153,23 @@ class Health(BaseModel):
     watermark: str | None
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    reasons: list[str] = Field(description="Every failing check, named; empty when ready")
+    conditions: list[str] = Field(
+        description="Conditions in force: telemetry_lost, worker_dead, lagging"
+    )
+    input_idle_s: float | None = Field(description="Seconds since the last input record")
+    consumer_lag: int | None = Field(description="Consumer lag, records")
+
+
 class ErrorBody(BaseModel):
     error: str
     reason: str
     detail: str = ""
+    request_id: str | None = Field(None, description="Also in the X-Request-ID header")
+    rejects: list[dict[str, Any]] | None = Field(None, description="Every reject, first 100")
+
+
+class CursorResetBody(ErrorBody):
+    stream_id: str = Field(description="The current stream: start over with after=0")

@@ -186,14 +186,20 @@ def test_recommendations_filters(client: TestClient, live: LiveState) -> None:
     assert [r["seq"] for r in everything] == list(range(1, n + 1))
     for r in everything:
         assert r["recommendation_id"] and r["epoch"] >= 1
+        assert r["stream_id"] == live.stream_id
+        assert r["cursor"] == f"{live.stream_id}:{r['seq']}"
     assert client.get("/v1/recommendations", params={"limit": 1}).json() == everything[-1:]
-    after = client.get("/v1/recommendations", params={"after": n - 1}).json()
-    assert after == everything[-1:]
+    if n >= 2:
+        after = client.get("/v1/recommendations", params={"after": everything[-2]["cursor"]})
+        assert after.json() == everything[-1:]
+        assert after.headers["x-stream-id"] == live.stream_id
     page = client.get("/v1/recommendations", params={"after": 0, "limit": 2}).json()
     assert page == everything[-2:]
     if n >= 2:
         assert (
-            client.get("/v1/recommendations", params={"after": 1, "limit": 1}).json()
+            client.get(
+                "/v1/recommendations", params={"after": everything[0]["cursor"], "limit": 1}
+            ).json()
             == everything[1:2]
         )
     sys0 = everything[0]["system"]
@@ -215,19 +221,20 @@ def test_stream_sends_recommendation_events(client: TestClient, live: LiveState)
     for block, rec in zip(events, expected, strict=True):
         lines = dict(line.split(": ", 1) for line in block.splitlines())
         assert lines["event"] == "recommendation"
-        assert int(lines["id"]) == rec["seq"]
+        assert lines["id"] == rec["cursor"] == f"{live.stream_id}:{rec['seq']}"
         assert json.loads(lines["data"])["recommendation_id"] == rec["recommendation_id"]
 
 
 def test_stream_resumes_after(client: TestClient, live: LiveState) -> None:
     expected = live.recommendations(limit=1000)
-    last = expected[-1]["seq"]
+    assert len(expected) >= 2
     with client.stream(
-        "GET", "/v1/recommendations/stream", params={"max_s": 0.3, "after": last - 1}
+        "GET", "/v1/recommendations/stream", params={"max_s": 0.3, "after": expected[-2]["cursor"]}
     ) as r:
         text = "".join(r.iter_text())
     assert text.count("event: recommendation") == 1
-    assert f"id: {last}" in text
+    assert f"id: {expected[-1]['cursor']}" in text
+    assert "event: reset" not in text
 
 
 # -- score -------------------------------------------------------------------------------
