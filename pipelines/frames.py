@@ -134,7 +134,7 @@ def _mostly_numeric(col: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(col):
         return True
-    if col.dtype != object:
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
         return False
     cells = col.dropna()
     cells = cells[cells.astype(str).str.strip() != ""]
