@@ -44,11 +44,13 @@ def simulate(
         Path | None, typer.Option(envvar="PRECOVERY_OUT", help="Output directory")
     ] = None,
     hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours")] = 24.0,
-    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
+    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 7,
     fmt: Annotated[
         str, typer.Option("--format", envvar="PRECOVERY_FORMAT", help="parquet or csv")
     ] = "parquet",
-    failures_per_day: Annotated[float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY")] = 12.0,
+    failures_per_day: Annotated[
+        float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY", help="Random failures per day")
+    ] = 12.0,
     to_kafka: Annotated[
         str | None,
         typer.Option(
@@ -151,9 +153,13 @@ def train(
 
 @app.command("train-sim")
 def train_sim(
-    out: Annotated[Path, typer.Option(envvar="PRECOVERY_MODEL_OUT")] = Path("models/baseline"),
-    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS")] = 168.0,
-    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 11,
+    out: Annotated[
+        Path, typer.Option(envvar="PRECOVERY_MODEL_OUT", help="Model directory to write")
+    ] = Path("models/baseline"),
+    hours: Annotated[
+        float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours of history")
+    ] = 168.0,
+    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 11,
     mkdir: Mkdir = False,
     verbose: Verbose = False,
 ) -> None:
@@ -277,7 +283,12 @@ def evaluate(
     seed: Annotated[
         int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed (unlike the training one)")
     ] = 2027,
-    model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory (default: baseline)"
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(envvar="PRECOVERY_OUT", help="Write the full report (JSON) here")
     ] = None,
@@ -338,11 +349,18 @@ def demo(
     speed: Annotated[
         float, typer.Option(envvar="PRECOVERY_SPEED", help="Simulated seconds per wall second")
     ] = 60.0,
-    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
+    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 7,
     port: Annotated[
         int, typer.Option(envvar="PRECOVERY_API__PORT", help="API port; 0 = any free one")
     ] = 8000,
-    model_dir: Annotated[Path | None, typer.Option("--model", envvar="PRECOVERY_MODEL_DIR")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            envvar="PRECOVERY_MODEL_DIR",
+            help="Risk model directory (default: models/baseline, trained if missing)",
+        ),
+    ] = None,
     summary_json: Annotated[
         Path | None,
         typer.Option(envvar="PRECOVERY_SUMMARY_JSON", help="Also write the summary here"),
@@ -379,6 +397,9 @@ def demo(
 
     from pipelines.demo import DemoConfig, run_demo
     from pipelines.models import BASELINE_DIR, load_or_train
+    from pipelines.settings import engine_config, get_settings
+
+    settings = get_settings()
 
     try:
         with progress() as bar:
@@ -389,7 +410,15 @@ def demo(
         if trained:
             console.print(f"trained a baseline model {model.version}")
         summary = run_demo(
-            DemoConfig(duration_s=duration, speed=speed, seed=seed, port=port, json=json_lines),
+            DemoConfig(
+                duration_s=duration,
+                speed=speed,
+                seed=seed,
+                port=port,
+                json=json_lines,
+                engine=engine_config(settings),
+                failover_on_feed_loss=settings.failover_on_feed_loss,
+            ),
             model,
             # Off a terminal one recommendation is one line (soft wrap); with --json
             # stdout carries only the JSON lines.

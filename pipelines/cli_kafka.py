@@ -48,7 +48,9 @@ def stream(
             envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
         ),
     ],
-    group: Annotated[str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID")] = "precovery-stream",
+    group: Annotated[
+        str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID", help="Consumer group")
+    ] = "precovery-stream",
     state_dir: Annotated[
         Path,
         typer.Option(
@@ -65,18 +67,29 @@ def stream(
     topic_prefix: Annotated[
         str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
     ] = "",
-    create_topics: Annotated[bool, typer.Option(envvar="PRECOVERY_CREATE_TOPICS")] = True,
+    create_topics: Annotated[
+        bool, typer.Option(envvar="PRECOVERY_CREATE_TOPICS", help="Create missing topics first")
+    ] = True,
     partitions: Annotated[
         int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
     ] = 3,
-    max_batch: Annotated[int, typer.Option(envvar="PRECOVERY_KAFKA__MAX_POLL_RECORDS")] = 5000,
+    max_batch: Annotated[
+        int,
+        typer.Option(envvar="PRECOVERY_KAFKA__MAX_POLL_RECORDS", help="Records per micro-batch"),
+    ] = 5000,
     checkpoint_interval_s: Annotated[
-        float, typer.Option(envvar="PRECOVERY_CHECKPOINT_INTERVAL_S")
+        float,
+        typer.Option(
+            envvar="PRECOVERY_CHECKPOINT_INTERVAL_S", help="Wall seconds between checkpoints"
+        ),
     ] = 5.0,
     session_timeout_ms: Annotated[
-        int, typer.Option(envvar="PRECOVERY_SESSION_TIMEOUT_MS")
+        int,
+        typer.Option(envvar="PRECOVERY_SESSION_TIMEOUT_MS", help="Consumer group session timeout"),
     ] = 10_000,
-    client_id: Annotated[str | None, typer.Option(envvar="PRECOVERY_CLIENT_ID")] = None,
+    client_id: Annotated[
+        str | None, typer.Option(envvar="PRECOVERY_CLIENT_ID", help="Kafka client id")
+    ] = None,
     idle_exit_s: Annotated[
         float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this long idle")
     ] = None,
@@ -100,8 +113,7 @@ def stream(
     from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
     from pipelines.models import BASELINE_DIR
     from pipelines.partition import engine_factory
-    from pipelines.settings import get_settings
-    from predictor.engine import EngineConfig
+    from pipelines.settings import engine_config, get_settings
     from predictor.risk import RiskModel
 
     settings = get_settings()
@@ -122,9 +134,7 @@ def stream(
                 partitions=partitions,
             )
         model = None if no_model else RiskModel.load(model_dir or BASELINE_DIR)
-        config = EngineConfig(
-            tick_s=settings.tick_s, risk_cadence_s=settings.risk_cadence_s, hold_s=settings.hold_s
-        )
+        config = engine_config(settings)
         worker = KafkaStreamWorker(
             StreamConfig(
                 bootstrap=bootstrap,
@@ -136,6 +146,8 @@ def stream(
                 checkpoint_interval_s=checkpoint_interval_s,
                 session_timeout_ms=session_timeout_ms,
                 client_id=client_id,
+                feed_lost_after_s=settings.feed_lost_after_s,
+                failover_on_feed_loss=settings.failover_on_feed_loss,
             ),
             engine_factory(config, model),
         )
@@ -155,8 +167,10 @@ def simulate_kafka(
         ),
     ],
     hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours")] = 1.0,
-    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED")] = 7,
-    failures_per_day: Annotated[float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY")] = 12.0,
+    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 7,
+    failures_per_day: Annotated[
+        float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY", help="Random failures per day")
+    ] = 12.0,
     copies: Annotated[
         int, typer.Option(envvar="PRECOVERY_COPIES", help="Copies of the base fleet")
     ] = 1,
@@ -170,7 +184,9 @@ def simulate_kafka(
             envvar="PRECOVERY_BAD_EVERY", help="Every Nth telemetry record broken; 0 = none"
         ),
     ] = 0,
-    topic_prefix: Annotated[str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX")] = "",
+    topic_prefix: Annotated[
+        str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
+    ] = "",
     partitions: Annotated[
         int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
     ] = 3,

@@ -30,7 +30,10 @@ from predictor.errors import ConfigError, ValidationError
 #: wrap: off a terminal one message is one line, whatever its length (greppable).
 console = Console(stderr=True, soft_wrap=True)
 
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", envvar="PRECOVERY_VERBOSE")]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", envvar="PRECOVERY_VERBOSE", help="Log at DEBUG level"),
+]
 
 USAGE_ERROR = 2
 FAILURE = 1
