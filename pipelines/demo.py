@@ -21,6 +21,8 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -66,6 +68,10 @@ class DemoConfig:
         Where the API listens (port 0: pick a free one).
     bad_every
         Every ``bad_every``-th message is replaced by a malformed one (0: never).
+    engine
+        The loop's settings (heartbeat, ticks, cadence; ``Settings`` in the CLI).
+    failover_on_feed_loss
+        See :class:`pipelines.stream.StreamWorker`.
     json
         Print each recommendation as a recommendations.v1 JSON line on stdout instead of
         the live view.
@@ -79,6 +85,8 @@ class DemoConfig:
     port: int = 8000
     bad_every: int = 997
     json: bool = False
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    failover_on_feed_loss: bool = False
 
 
 def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
@@ -112,7 +120,13 @@ class DemoRun:
     source: MemorySource
     sink: MemorySink
     started_wall: float = field(default_factory=time.monotonic)
-    recommendations: list[dict[str, Any]] = field(default_factory=list)
+    #: The newest recommendations, for the live view (bounded: the demo can run for days).
+    recommendations: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    #: Recommendations not yet printed (off a terminal); bounded like the rest.
+    to_print: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+    #: Failover recommendations, for the summary against the ground truth.
+    failovers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+    n_recommendations: int = 0
     fed: int = 0
     bad_fed: int = 0
     done_feeding: threading.Event = field(default_factory=threading.Event)
@@ -133,6 +147,16 @@ class DemoRun:
 
     hours: float = 1.0
 
+    def note(self, recs: list[dict[str, Any]]) -> None:
+        """Keep what the views and the summary need of a batch's recommendations."""
+        self.n_recommendations += len(recs)
+        self.recommendations.extend(recs)
+        for rec in recs:
+            if rec["action"] in ("prepare_standby", "failover_at_window", "failover_now"):
+                self.to_print.append(rec)
+            if rec["action"] in ("failover_at_window", "failover_now"):
+                self.failovers.append(rec)
+
     @cached_property
     def failures(self) -> list[Any]:
         """Ground-truth failure episodes of the whole run (computed once)."""
@@ -140,9 +164,16 @@ class DemoRun:
 
 
 def run_demo(
-    cfg: DemoConfig, model: RiskModel | None, console: Console | None = None
+    cfg: DemoConfig,
+    model: RiskModel | None,
+    console: Console | None = None,
+    observe: Callable[[DemoRun], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the embedded default; returns the summary printed at the end."""
+    """Run the embedded default; returns the summary printed at the end.
+
+    ``observe(run)`` is called once everything is started, in its own thread (the memory
+    benchmark samples the run's RSS and event time from there).
+    """
     console = console or Console()
     forever = cfg.duration_s <= 0
     # Scripted failures fall in the first simulated hour of an endless run, which plays
@@ -162,22 +193,31 @@ def run_demo(
         )
     )
     critical = {(s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components}
-    engine = Engine(
-        EngineConfig(), model=model, critical=critical, system_venue=sim.fleet.system_venue
-    )
+    engine = Engine(cfg.engine, model=model, critical=critical, system_venue=sim.fleet.system_venue)
     live = LiveState(engine)
-    source, sink = MemorySource(), MemorySink()
+    # Nothing here may grow with the run: the source drops what is committed, the sink
+    # keeps the newest records per topic, the views keep bounded tails.
+    source, sink = MemorySource(retain=False), MemorySink(max_per_topic=1_000)
     run = DemoRun(sim=sim, live=live, source=source, sink=sink, hours=hours)
     topics = Topics()
 
     def on_batch(report: Any, result: Any) -> None:
         live.on_batch(report, result)
         if result is not None:
-            run.recommendations.extend(result.recommendations)
+            run.note(result.recommendations)
 
-    worker = StreamWorker(engine, source, sink, topics, lock=live.lock, on_batch=on_batch)
+    worker = StreamWorker(
+        engine,
+        source,
+        sink,
+        topics,
+        lock=live.lock,
+        on_batch=on_batch,
+        feed=live.feed,
+        failover_on_feed_loss=cfg.failover_on_feed_loss,
+    )
     feeder = threading.Thread(target=_feed, args=(run, cfg, hours, topics), daemon=True)
-    work = threading.Thread(target=worker.run, kwargs={"poll_timeout_s": 0.1}, daemon=True)
+    work = threading.Thread(target=_run_worker, args=(worker,), name="stream-worker", daemon=True)
 
     app = create_app(live)
     server = uvicorn.Server(
@@ -196,6 +236,8 @@ def run_demo(
         f"{len(sim.fleet.entities)} hosts · speed {cfg.speed:g}× · seed {cfg.seed}"
     )
     logger.info("demo API listening on %s:%d", cfg.host, port)
+    if observe is not None:
+        threading.Thread(target=observe, args=(run,), name="demo-observer", daemon=True).start()
     try:
         _show(run, cfg, console, port)
     except KeyboardInterrupt:
@@ -209,6 +251,14 @@ def run_demo(
     summary = _summary(run)
     console.print(_summary_table(summary))
     return summary
+
+
+def _run_worker(worker: StreamWorker) -> None:
+    """The worker thread: an exception ends it, and readiness says so (never silently)."""
+    try:
+        worker.run(poll_timeout_s=0.1)
+    except Exception:  # already reported to the feed monitor and logged at ERROR
+        return
 
 
 def _bound_port(server: uvicorn.Server) -> int | None:
@@ -262,20 +312,16 @@ def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
                 time.sleep(0.25)
                 view.update(_view(run, port))
         return
-    printed = 0
     while time.monotonic() < end:
         time.sleep(0.25)
-        recs = run.recommendations
-        for rec in recs[printed:]:
-            if rec["action"] not in ("prepare_standby", "failover_at_window", "failover_now"):
-                continue
+        while run.to_print:
+            rec = run.to_print.popleft()
             if cfg.json:
                 sys.stdout.write(orjson.dumps(rec).decode() + "\n")
                 sys.stdout.flush()
             else:
                 # One line per recommendation whatever the width: greppable off a terminal.
                 console.print(_rec_line(run, rec), soft_wrap=True, highlight=False)
-        printed = len(recs)
 
 
 def _fmt_lead(lead: float | None) -> str:
@@ -357,7 +403,7 @@ def _view(run: DemoRun, port: int) -> Group:
 
 def _summary(run: DemoRun) -> dict[str, Any]:
     status = run.live.status()
-    acts = [r for r in run.recommendations if r["action"] in ("failover_at_window", "failover_now")]
+    acts = list(run.failovers)
     now_ms = status["watermark"] or run.sim.start_ms
     failures = [
         ep
@@ -382,7 +428,7 @@ def _summary(run: DemoRun) -> dict[str, Any]:
         "events": status["counters"]["events"],
         "rejected": status["counters"]["rejected"],
         "reject_reasons": status["reject_reasons"],
-        "recommendations": len(run.recommendations),
+        "recommendations": run.n_recommendations,
         "failovers_recommended": len(acts),
         "failures_in_run": len(failures),
         "failures_foreseen": len(leads),

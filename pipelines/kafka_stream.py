@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.checkpoint import CheckpointStore
+from pipelines.feed import FeedMonitor
 from pipelines.kafka_io import (
     GuardedListener,
     KafkaSink,
@@ -74,6 +75,15 @@ class StreamConfig:
         Decoded but unprocessed telemetry per partition before its fetching pauses.
     client_id
         Shown in the broker's group view and in logs.
+    fleet_check_s
+        How often (wall seconds) the worker asks the broker whether the telemetry topic
+        still grows; a quiet partition's event time moves on only while it does.
+    feed_lost_after_s
+        Wall seconds without any growth of the telemetry topic after which the feed is
+        lost (``telemetry_lost`` in health.v1 and readiness).
+    failover_on_feed_loss
+        Let time run on for every partition while the whole feed is lost, so the
+        heartbeat rule fires fleet-wide (off: a lost feed is not evidence of an outage).
     """
 
     bootstrap: str
@@ -87,6 +97,9 @@ class StreamConfig:
     session_timeout_ms: int = 10_000
     max_pending: int = 20_000
     client_id: str | None = None
+    fleet_check_s: float = 1.0
+    feed_lost_after_s: float = 30.0
+    failover_on_feed_loss: bool = False
 
 
 class KafkaStreamWorker:
@@ -134,6 +147,13 @@ class KafkaStreamWorker:
         self.assignments: list[list[int]] = []
         self._listener_error: Exception | None = None
         self._to_seek: set[int] = set()
+        self.feed = FeedMonitor(config.feed_lost_after_s)
+        self._tele_ends: dict[int, int] = {}
+        self._last_fleet_check = -math.inf
+        self._fleet_moved_at: float | None = None
+        #: partition -> (wall time it went quiet, its watermark and next offset then)
+        self._quiet: dict[int, tuple[float, int, int]] = {}
+        self._lost_reported = False
         make_engine(None)  # fail before joining the group if the model does not fit
 
     # -- lifecycle --------------------------------------------------------------------
@@ -156,6 +176,8 @@ class KafkaStreamWorker:
         logger.info("stream worker %s joined group %s", self.name, cfg.group_id)
         idle_since = time.monotonic()
         last_log = time.monotonic()
+        self.feed.worker_started()
+        error: BaseException | None = None
         try:
             while not self._stop.is_set():
                 n = self.run_once()
@@ -176,7 +198,11 @@ class KafkaStreamWorker:
                     logger.info(
                         "worker %s: %s, partitions %s", self.name, self.counters, sorted(self.tasks)
                     )
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
+            self.feed.worker_stopped(error if isinstance(error, Exception) else None)
             self.close()
 
     def close(self) -> None:
@@ -233,6 +259,8 @@ class KafkaStreamWorker:
                 else:
                     out.extend(dead)
         out.extend(self._poll_market())
+        if n:
+            self._fleet_moved_at = time.monotonic()
         if any(t.pending_records for t in self.tasks.values()):
             need = max(t.pending_max_ts() for t in self.tasks.values())
             market_frontier = self._market_frontier(need)
@@ -241,6 +269,7 @@ class KafkaStreamWorker:
                 if task.pending_records:
                     frontier = min(market_frontier, positions[p])
                     out.extend(task.advance(frontier, self.market))
+        out.extend(self._watch_silence())
         self.counters["polled"] += n
         if out:
             try:
@@ -255,6 +284,75 @@ class KafkaStreamWorker:
         self._maybe_checkpoint(idle=n == 0)
         self._flow_control()
         return n
+
+    # -- silence ------------------------------------------------------------------------
+    def _watch_silence(self) -> list[OutRecord]:
+        """Let quiet partitions see time pass while the fleet reports; flag a lost feed.
+
+        Once per ``fleet_check_s``: the log-end offsets of *every* telemetry partition
+        say whether the fleet still reports (they grow) — whoever's partitions they are.
+        A partition of ours that is read to its end and has nothing pending is quiet: its
+        event time moves on from its watermark by the wall time the fleet was seen alive
+        since it went quiet (and at least to the newest watermark of our other
+        partitions), so the heartbeat rule fires for a dark system within one check.
+        No growth anywhere for ``feed_lost_after_s`` is ``telemetry_lost``: time then
+        stands still (unless ``failover_on_feed_loss``) and health.v1 says so.
+        """
+        cfg = self.config
+        now = time.monotonic()
+        if now - self._last_fleet_check < cfg.fleet_check_s or not self.tasks:
+            return []
+        self._last_fleet_check = now
+        ends = self._telemetry_ends()
+        growth = sum(max(0, e - self._tele_ends.get(p, e)) for p, e in ends.items())
+        self._tele_ends.update(ends)
+        if growth:
+            self._fleet_moved_at = now
+        lag = sum(
+            max(0, ends[p] - (t.telemetry_next or 0)) for p, t in self.tasks.items() if p in ends
+        )
+        self.feed.note(growth, lag if ends else None)
+        lost = self.feed.check()
+        out: list[OutRecord] = []
+        conditions = ["telemetry_lost"] if lost else []
+        if lost != self._lost_reported:
+            self._lost_reported = lost
+            for task in self.tasks.values():
+                out.extend(task.health(conditions))
+        alive_until = now if cfg.failover_on_feed_loss else self._fleet_moved_at
+        newest = max(
+            (t.engine.watermark_ms for t in self.tasks.values() if t.engine.watermark_ms),
+            default=None,
+        )
+        for p, task in self.tasks.items():
+            wm = task.engine.watermark_ms
+            caught_up = p in ends and (task.telemetry_next or 0) >= ends[p]
+            if task.pending_records or not caught_up or wm is None:
+                self._quiet.pop(p, None)
+                continue
+            offset = task.telemetry_next or 0
+            since, base, at = self._quiet.get(p, (now, wm, offset))
+            if at != offset:  # it processed records since: quiet from now
+                since, base = now, wm
+            self._quiet[p] = (since, base, offset)
+            target = base + (
+                int((alive_until - since) * 1000) if alive_until and alive_until > since else 0
+            )
+            if newest is not None and not lost:
+                target = max(target, newest)
+            if target > wm:
+                out.extend(task.advance_quiet(target, self.market, conditions))
+        return out
+
+    def _telemetry_ends(self) -> dict[int, int]:
+        """Log-end offset of every partition of the telemetry topic ({} if unreachable)."""
+        try:
+            parts = self.offsets.partitions_for_topic(self.topics.telemetry) or set()
+        except Exception as exc:
+            logger.debug("partitions_for_topic failed: %r", exc)
+            return {}
+        tps = [TopicPartition(self.topics.telemetry, p) for p in sorted(parts)]
+        return {tp.partition: off for tp, off in self._log_ends(self.offsets, tps).items()}
 
     def _poll_market(self) -> list[OutRecord]:
         out: list[OutRecord] = []
@@ -407,6 +505,7 @@ class KafkaStreamWorker:
             if task is not None:
                 self._checkpoint(task)
             self._paused.discard(p)
+            self._quiet.pop(p, None)
         if gone:
             logger.info("worker %s: revoked partitions %s", self.name, gone)
 
@@ -415,6 +514,7 @@ class KafkaStreamWorker:
         for p in gone:  # someone else may own it already: no checkpoint from here
             self.tasks.pop(p, None)
             self._paused.discard(p)
+            self._quiet.pop(p, None)
         if gone:
             logger.warning("worker %s: lost partitions %s", self.name, gone)
 

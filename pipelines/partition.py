@@ -255,16 +255,7 @@ class PartitionTask:
             sub = b if (lo, hi) == (0, n) else _slice(b, lo, hi)
             rec_out, rejects = self._run(sub)
             trigger = recs[lo + int(sub.index[0])] if len(sub) else recs[lo]
-            src = _headers(trigger.timestamp_ms)
-            for rec in rec_out:
-                out.append(
-                    OutRecord(
-                        self.topics.recommendations,
-                        orjson.dumps(rec),
-                        rec["system"].encode(),
-                        (("idempotency-key", rec["recommendation_id"].encode()), *src),
-                    )
-                )
+            out.extend(self._recommendation_records(rec_out, trigger.timestamp_ms))
             for rj in rejects:
                 out.append(dead_letter(recs[lo + rj.index], rj, self.topics))
             self._count("telemetry_in", hi - lo)
@@ -273,6 +264,52 @@ class PartitionTask:
         self.telemetry_offset = recs[-1].offset + 1
         self.dirty = True
         return out
+
+    def _recommendation_records(
+        self, recs: Sequence[dict[str, Any]], src_ts: int | None
+    ) -> list[OutRecord]:
+        src = _headers(src_ts)
+        return [
+            OutRecord(
+                self.topics.recommendations,
+                orjson.dumps(rec),
+                rec["system"].encode(),
+                (("idempotency-key", rec["recommendation_id"].encode()), *src),
+            )
+            for rec in recs
+        ]
+
+    def advance_quiet(
+        self, t_ms: int, market: MarketLog, conditions: Sequence[str] = ()
+    ) -> list[OutRecord]:
+        """Move this quiet partition's event time on to ``t_ms``: the fleet still reports.
+
+        Nothing arrives for the partition's systems, so without this their engine would
+        never see time pass and a dark system would never miss a heartbeat. The worker
+        calls it only while other partitions of the telemetry topic grow (see
+        docs/streaming.md, "Silence"). Context due by ``t_ms`` is applied first.
+        """
+        eng = self.engine
+        if self.pending_records or eng.watermark_ms is None or t_ms <= eng.watermark_ms:
+            return []
+        self._apply_context(t_ms, market)
+        recs = eng.advance_to(t_ms)
+        self.dirty = True
+        self._count("quiet_advances")
+        self._count("recommendations", len(recs))
+        out = self._recommendation_records(recs, None)
+        out.extend(self.health(conditions, only_if_ticked=True))
+        return out
+
+    def health(
+        self, conditions: Sequence[str] = (), only_if_ticked: bool = False
+    ) -> list[OutRecord]:
+        """health.v1 records of this partition's systems (if a tick passed, with the flag)."""
+        tick = self.engine.last_tick_ms
+        if only_if_ticked and (tick is None or tick == self._last_health_tick):
+            return []
+        self._last_health_tick = tick
+        return health_records(self.engine, self.topics, conditions)
 
     def _run(self, sub: TelemetryBatch) -> tuple[list[dict[str, Any]], list[Reject]]:
         """Run the engine; on an unexpected error, retry record by record (poison)."""

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from predictor.engine import EngineConfig
 
 
 class KafkaSettings(BaseModel):
@@ -48,6 +52,18 @@ class Settings(BaseSettings):
     risk_cadence_s: float = Field(60.0, description="Event time between risk scorings, s")
     tick_s: float = Field(10.0, description="Event time between decision rounds, s")
     hold_s: float = Field(300.0, description="A lower action must hold this long, s")
+    heartbeat_interval_s: float = Field(
+        10.0, gt=0, description="Expected telemetry interval per host, s (seed design: 0.1)"
+    )
+    heartbeat_misses: int = Field(
+        3, ge=1, description="Missed intervals that mean failure now (heartbeat rule)"
+    )
+    feed_lost_after_s: float = Field(
+        30.0, gt=0, description="No input at all for this long (wall s) is telemetry_lost"
+    )
+    failover_on_feed_loss: bool = Field(
+        False, description="Let the heartbeat rule fire fleet-wide when all input stops"
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
@@ -56,3 +72,16 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The engine's loop settings from ``settings`` (one place for every mode)."""
+    from predictor.engine import EngineConfig
+
+    return EngineConfig(
+        tick_s=settings.tick_s,
+        risk_cadence_s=settings.risk_cadence_s,
+        hold_s=settings.hold_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        heartbeat_misses=settings.heartbeat_misses,
+    )

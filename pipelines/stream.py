@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
+from pipelines.feed import FeedMonitor
 from predictor.engine import Engine, StepResult
 from predictor.errors import ValidationError
 from predictor.events import (
@@ -79,6 +81,8 @@ class StreamWorker:
         max_message_bytes: int = 64 * 1024,
         lock: threading.Lock | None = None,
         on_batch: Callable[[BatchReport, StepResult | None], None] | None = None,
+        feed: FeedMonitor | None = None,
+        failover_on_feed_loss: bool = False,
     ) -> None:
         self.engine = engine
         self.source = source
@@ -90,22 +94,41 @@ class StreamWorker:
         self.on_batch = on_batch
         self._stop = threading.Event()
         self._last_health_tick: int | None = None
+        #: Processing-time view of the input (``telemetry_lost``) and of this loop's life.
+        self.feed = feed if feed is not None else FeedMonitor()
+        self.failover_on_feed_loss = failover_on_feed_loss
+        self._lost_reported = False
 
     def stop(self) -> None:
         self._stop.set()
 
     def run(self, poll_timeout_s: float = 0.2, idle_exit: bool = False) -> None:
-        """Loop until :meth:`stop` (or, with ``idle_exit``, until a poll comes back empty)."""
-        while not self._stop.is_set():
-            report = self.run_once(poll_timeout_s)
-            if idle_exit and report.records == 0:
-                return
+        """Loop until :meth:`stop` (or, with ``idle_exit``, until a poll comes back empty).
+
+        Whatever ends the loop is reported to :attr:`feed` (an exception: logged at ERROR,
+        and readiness fails with it), so a dead worker thread is never silent.
+        """
+        self.feed.worker_started()
+        error: Exception | None = None
+        try:
+            while not self._stop.is_set():
+                report = self.run_once(poll_timeout_s)
+                if idle_exit and report.records == 0:
+                    return
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            self.feed.worker_stopped(error)
 
     def run_once(self, poll_timeout_s: float = 0.2) -> BatchReport:
         records = self.source.poll(self.max_batch, poll_timeout_s)
         report = BatchReport(records=len(records))
+        self.feed.note(len(records))
         if not records:
+            self._on_idle()
             return report
+        self._lost_reported = False
         t0 = time.perf_counter()
         tele: list[RawRecord] = []
         dead: list[tuple[RawRecord, Reject]] = []
@@ -129,15 +152,7 @@ class StreamWorker:
             health = self._health_records() if result.recommendations or self._tick_moved() else []
         for r in result.rejects:
             dead.append((tele[r.index], r))
-        for rec_json in result.recommendations:
-            out.append(
-                OutRecord(
-                    self.topics.recommendations,
-                    orjson.dumps(rec_json),
-                    rec_json["system"].encode(),
-                    (("idempotency-key", rec_json["recommendation_id"].encode()),),
-                )
-            )
+        out.extend(self._recommendation_record(r) for r in result.recommendations)
         out.extend(health)
         out.extend(self._dead_letter(rec, why) for rec, why in dead)
         self.sink.publish(out)
@@ -157,6 +172,39 @@ class StreamWorker:
         if self.on_batch:
             self.on_batch(report, result)
         return report
+
+    def _on_idle(self) -> None:
+        """No input: say so once on the health topic when the feed is lost.
+
+        A lost feed is not evidence that the fleet is down, so event time stands still
+        (no heartbeat fires) unless ``failover_on_feed_loss`` lets it run on.
+        """
+        if not self.feed.check():
+            return
+        out: list[OutRecord] = []
+        recs: list[dict[str, Any]] = []
+        with self.lock:
+            wm, idle = self.engine.watermark_ms, self.feed.idle_s()
+            if self.failover_on_feed_loss and wm is not None and idle is not None:
+                recs = self.engine.advance_to(wm + int(idle * 1000))
+            if recs or not self._lost_reported:
+                out = health_records(self.engine, self.topics, ["telemetry_lost"])
+        self._lost_reported = True
+        out[:0] = [self._recommendation_record(r) for r in recs]
+        if out:
+            self.sink.publish(out)
+        if recs and self.on_batch:
+            empty = np.zeros(0)
+            result = StepResult(empty, empty, empty, empty, [], recs)
+            self.on_batch(BatchReport(recommendations=recs), result)
+
+    def _recommendation_record(self, rec: dict[str, Any]) -> OutRecord:
+        return OutRecord(
+            self.topics.recommendations,
+            orjson.dumps(rec),
+            rec["system"].encode(),
+            (("idempotency-key", rec["recommendation_id"].encode()),),
+        )
 
     def _tick_moved(self) -> bool:
         t = self.engine.last_tick_ms
@@ -185,12 +233,18 @@ class StreamWorker:
         return dead_letter(rec, why, self.topics)
 
 
-def health_records(engine: Engine, topics: Topics) -> list[OutRecord]:
-    """health.v1 records (key = system) for every system of ``engine``, as of its last tick."""
+def health_records(
+    engine: Engine, topics: Topics, conditions: Sequence[str] = ()
+) -> list[OutRecord]:
+    """health.v1 records (key = system) for every system of ``engine``, as of its last tick.
+
+    ``conditions`` names what the worker knows beyond the engine (``telemetry_lost``: no
+    input at all, so these figures are stale, not evidence of a healthy fleet).
+    """
     as_of = engine.last_tick_ms
     out = []
     for view in engine.systems_view():
-        view = {**view, "as_of_ms": as_of}
+        view = {**view, "as_of_ms": as_of, "conditions": list(conditions)}
         out.append(OutRecord(topics.health, orjson.dumps(view), view["system"].encode()))
     return out
 
