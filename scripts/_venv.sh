@@ -16,7 +16,8 @@ _uv() {
     fi
     if [[ ! -x "$cache/bin/uv" ]]; then
         echo "setup: fetching the uv installer from PyPI into $cache (once)" >&2
-        if ! "$py" -m pip install --quiet --disable-pip-version-check --target "$cache" uv >&2; then
+        if ! "$py" -m pip install --quiet --disable-pip-version-check \
+            --root-user-action=ignore --target "$cache" uv >&2; then
             echo "setup: uv is not available here; installing with pip instead" >&2
             rm -rf "$cache"
             return 1
@@ -49,12 +50,13 @@ ensure_venv() {
             "$uv" pip install --python .venv/bin/python -e "$spec"
         else
             "$uv" pip install --python .venv/bin/python -e "$spec" 2>&1 \
-                | { grep -v '^ [+-] ' || true; } >&2
+                | { grep --line-buffered -v '^ [+-] ' || true; } >&2
             (( PIPESTATUS[0] == 0 ))
         fi
     else
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-        .venv/bin/python -m pip install --disable-pip-version-check --progress-bar on \
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            --root-user-action=ignore --upgrade pip
+        .venv/bin/python -m pip install --disable-pip-version-check --root-user-action=ignore \
             -e "$spec" | { grep --line-buffered -E '^(Collecting|Building|Installing|Successfully)' || true; } >&2
         (( PIPESTATUS[0] == 0 ))
     fi
