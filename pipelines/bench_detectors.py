@@ -27,7 +27,6 @@ from predictor.detectors import make_detector
 logger = logging.getLogger(__name__)
 
 ENV_DIR = "PRECOVERY_JUMPSTARTER_DIR"
-N_SERVICES = 30
 METRICS = tuple(f"m{i:02d}" for i in range(19))
 BASELINES = ("static_z", "random")
 COLUMNS = (
@@ -45,16 +44,24 @@ SCORE_COLUMNS = ("roc_auc", "pr_auc", "best_f1", "segment_recall", "alert_rate")
 
 
 def default_data_dir() -> Path:
-    """Where dataset2 lives: ``$PRECOVERY_JUMPSTARTER_DIR``, else the shared data folder.
+    """Where dataset2 lives: ``$PRECOVERY_JUMPSTARTER_DIR``, else the slice in the repository.
 
-    The shared folder sits beside the repository: ``<repo>/../shared/data/jumpstarter/
-    dataset2``.
+    The repository carries services 0–2 (``tests/data/jumpstarter/dataset2``, MIT, with
+    its licence); point the variable at the full 30 services to score them all.
     """
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[1]
-    return repo.parent / "shared" / "data" / "jumpstarter" / "dataset2"
+    return Path(__file__).resolve().parents[1] / "tests" / "data" / "jumpstarter" / "dataset2"
+
+
+def available_services(data_dir: Path) -> list[int]:
+    """Service numbers with both files present in ``data_dir``, ascending."""
+    return sorted(
+        int(p.name.removeprefix("service").split(".")[0])
+        for p in data_dir.glob("service*.test.parquet")
+        if (data_dir / p.name.replace(".test.", ".history.")).is_file()
+    )
 
 
 def load_service(data_dir: Path, service: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,7 +219,7 @@ def evaluate_jumpstarter(
     data_dir = default_data_dir() if data_dir is None else Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"JumpStarter dataset2 not found at {data_dir} (set ${ENV_DIR})")
-    chosen = list(range(N_SERVICES)) if services is None else list(services)
+    chosen = available_services(data_dir) if services is None else list(services)
     rows: list[dict[str, object]] = []
     seconds: dict[str, float] = dict.fromkeys((*detectors, *BASELINES), 0.0)
     for service in chosen:

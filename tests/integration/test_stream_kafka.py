@@ -383,6 +383,7 @@ def test_simulate_to_stream_end_to_end(
     assert len(dlq) == n_events // 500  # --bad-every 500
 
 
+@pytest.mark.chaos
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     kafka_bootstrap: str,
     topics: Topics,
@@ -463,6 +464,7 @@ class PoisonedEngine(Engine):
         return super().process(batch, collect_features, decide)
 
 
+@pytest.mark.chaos
 def test_malformed_oversized_and_poison_go_to_the_dlq_while_the_stream_goes_on(
     kafka_bootstrap: str,
     topics: Topics,
@@ -528,6 +530,7 @@ def test_malformed_oversized_and_poison_go_to_the_dlq_while_the_stream_goes_on(
         assert (ck.telemetry_offset if ck else 0) == end
 
 
+@pytest.mark.chaos
 def test_broker_restart_mid_stream_worker_reconnects_and_catches_up(
     kafka_bootstrap: str,
     topics: Topics,

@@ -1,8 +1,9 @@
 """The exploration notebooks run end to end, and the JumpStarter benchmark is sound.
 
 The notebook is executed with nbclient in a ``python3`` kernel (ipykernel installed in
-the project's venv), its parameters cell replaced to score three services only. The
-shared JumpStarter data must be present: a missing folder fails, it never skips.
+the project's venv), its parameters cell replaced to score three services only. The data
+is the slice of JumpStarter that the repository carries (tests/data/jumpstarter, MIT);
+a missing folder fails, it never skips.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def data_dir() -> Path:
     path = default_data_dir()
     if not (path / "service0.test.parquet").is_file():
         pytest.fail(
-            f"JumpStarter dataset2 missing at {path}: the shared data must exist "
-            "(see shared/data/jumpstarter/README.md, or set PRECOVERY_JUMPSTARTER_DIR)"
+            f"JumpStarter dataset2 missing at {path}: the repository carries services 0-2 in "
+            "tests/data/jumpstarter (or set PRECOVERY_JUMPSTARTER_DIR)"
         )
     return path
 
