@@ -236,7 +236,7 @@ def test_poison_on_every_input_topic_goes_to_the_dlq_and_the_worker_goes_on(
             }
         )
 
-    for name, raw in sorted(POISON.items()):
+    for _name, raw in sorted(POISON.items()):
         for topic, part in ((topics.telemetry, 0), (topics.positions, 0), (topics.market, 0)):
             producer.send(topic, raw, key=b"live-sys", partition=part)
             injected[topic] += 1
