@@ -21,7 +21,9 @@ END = "<!-- cli-reference:end -->"
 def reference(app: typer.Typer | None = None) -> str:
     """Every command, argument and option with its environment variable and default."""
     if app is None:
-        from pipelines.cli import app
+        from pipelines.cli import app as default_app
+
+        app = default_app
     # Typer carries its own copy of click: walk the tree by duck typing.
     group: Any = typer.main.get_command(app)
     ctx = group.context_class(group, info_name="precovery")
