@@ -22,9 +22,9 @@ import numpy as np
 import orjson
 
 from pipelines.checkpoint import Checkpoint
-from pipelines.stream import Topics, dead_letter, health_records
+from pipelines.stream import Topics, dead_letter, health_records, process_isolating
 from predictor.engine import Engine, EngineConfig
-from predictor.errors import PrecoveryError, ValidationError
+from predictor.errors import ValidationError
 from predictor.events import (
     MarketState,
     Position,
@@ -312,40 +312,8 @@ class PartitionTask:
         return health_records(self.engine, self.topics, conditions)
 
     def _run(self, sub: TelemetryBatch) -> tuple[list[dict[str, Any]], list[Reject]]:
-        """Run the engine; on an unexpected error, retry record by record (poison)."""
-        try:
-            res = self.engine.process(sub)
-            return res.recommendations, res.rejects
-        except PrecoveryError:
-            raise
-        except Exception as exc:
-            logger.warning(
-                "partition %d: engine failed on a batch of %d (%r); retrying one by one",
-                self.partition,
-                len(sub.index) + len(sub.rejects),
-                exc,
-            )
-        recs: list[dict[str, Any]] = []
-        rejects = list(sub.rejects)
-        for row in range(len(sub)):
-            one = TelemetryBatch(
-                keys=[sub.keys[row]],
-                ts_ms=sub.ts_ms[row : row + 1],
-                x=sub.x[row : row + 1],
-                index=sub.index[row : row + 1],
-            )
-            try:
-                res = self.engine.process(one)
-            except PrecoveryError:
-                raise
-            except Exception as exc:
-                logger.warning("partition %d: poison record: %r", self.partition, exc)
-                rejects.append(Reject(int(sub.index[row]), "poison", repr(exc)[:300]))
-                continue
-            recs.extend(res.recommendations)
-            rejects.extend(res.rejects)
-        rejects.sort(key=lambda r: r.index)
-        return recs, rejects
+        res = process_isolating(self.engine, sub, f"partition {self.partition}")
+        return res.recommendations, res.rejects
 
     def _apply_context(self, t_ms: int, market: MarketLog) -> None:
         if self.pending_positions:

@@ -29,9 +29,10 @@ import orjson
 
 from pipelines.feed import FeedMonitor
 from predictor.engine import Engine, StepResult
-from predictor.errors import ValidationError
+from predictor.errors import PrecoveryError, ValidationError
 from predictor.events import (
     Reject,
+    TelemetryBatch,
     decode_record,
     decode_telemetry,
     parse_market,
@@ -98,6 +99,7 @@ class StreamWorker:
         self.feed = feed if feed is not None else FeedMonitor()
         self.failover_on_feed_loss = failover_on_feed_loss
         self._lost_reported = False
+        self._wm_at_input: int | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -147,7 +149,7 @@ class StreamWorker:
                 [r.value for r in tele], self.engine.config.metric_names, self.max_message_bytes
             )
             t1 = time.perf_counter()
-            result = self.engine.process(batch)
+            result = process_isolating(self.engine, batch, "stream")
             t2 = time.perf_counter()
             health = self._health_records() if result.recommendations or self._tick_moved() else []
         for r in result.rejects:
@@ -158,6 +160,7 @@ class StreamWorker:
         self.sink.publish(out)
         t3 = time.perf_counter()
         self.source.commit(_next_offsets(records))
+        self._wm_at_input = self.engine.watermark_ms
         report.telemetry = len(tele)
         report.rejected = len(dead)
         report.recommendations = result.recommendations
@@ -184,7 +187,8 @@ class StreamWorker:
         out: list[OutRecord] = []
         recs: list[dict[str, Any]] = []
         with self.lock:
-            wm, idle = self.engine.watermark_ms, self.feed.idle_s()
+            # Time runs on from the last event time seen, at wall speed.
+            wm, idle = self._wm_at_input, self.feed.idle_s()
             if self.failover_on_feed_loss and wm is not None and idle is not None:
                 recs = self.engine.advance_to(wm + int(idle * 1000))
             if recs or not self._lost_reported:
@@ -247,6 +251,59 @@ def health_records(
         view = {**view, "as_of_ms": as_of, "conditions": list(conditions)}
         out.append(OutRecord(topics.health, orjson.dumps(view), view["system"].encode()))
     return out
+
+
+def process_isolating(engine: Engine, batch: TelemetryBatch, where: str) -> StepResult:
+    """``engine.process(batch)``; if it raises unexpectedly, retry row by row (poison).
+
+    A row that still makes the engine raise is rejected as ``poison`` with the exception,
+    so one record never stops a stream. Errors of the project's own tree (a model that
+    does not fit, say) are not poison: they propagate.
+    """
+    try:
+        return engine.process(batch)
+    except PrecoveryError:
+        raise
+    except Exception as exc:
+        logger.warning(
+            "%s: engine failed on a batch of %d (%r); retrying one by one",
+            where,
+            len(batch.index) + len(batch.rejects),
+            exc,
+        )
+    parts: list[StepResult] = []
+    rejects = list(batch.rejects)
+    for row in range(len(batch)):
+        one = TelemetryBatch(
+            keys=[batch.keys[row]],
+            ts_ms=batch.ts_ms[row : row + 1],
+            x=batch.x[row : row + 1],
+            index=batch.index[row : row + 1],
+        )
+        try:
+            res = engine.process(one)
+        except PrecoveryError:
+            raise
+        except Exception as exc:
+            logger.warning("%s: poison record: %r", where, exc)
+            rejects.append(Reject(int(batch.index[row]), "poison", repr(exc)[:300]))
+            continue
+        parts.append(res)
+        rejects.extend(res.rejects)
+    rejects.sort(key=lambda r: r.index)
+
+    def cat(name: str) -> np.ndarray:
+        arrays = [getattr(p, name) for p in parts]
+        return np.concatenate(arrays) if arrays else np.zeros(0)
+
+    return StepResult(
+        index=cat("index").astype(np.int64),
+        anomaly=cat("anomaly"),
+        risk=cat("risk"),
+        health=cat("health"),
+        rejects=rejects,
+        recommendations=[r for p in parts for r in p.recommendations],
+    )
 
 
 def dead_letter(rec: RawRecord, why: Reject, topics: Topics) -> OutRecord:

@@ -179,3 +179,63 @@ def test_replay_after_restart_publishes_the_same_ids(
 
     first, second = run(), run()
     assert first and first == second
+
+
+# -- survive production: poison, a dead worker, a lost feed ----------------------------------
+class _Poisoned(Engine):
+    def process(self, batch, collect_features=False, decide=True):  # type: ignore[no-untyped-def]
+        if any(k[2] == "poison" for k in batch.keys):
+            raise RuntimeError("boom")
+        return super().process(batch, collect_features, decide)
+
+
+def test_a_record_that_makes_the_engine_raise_is_isolated_in_process() -> None:
+    source, sink = MemorySource(), MemorySink()
+    events = steady_stream([A, B], 5)
+    events.insert(3, telemetry_event(T0_MS + 15_000, "sys-a", "comp-a", "poison"))
+    load(source, events)
+    worker = StreamWorker(_Poisoned(EngineConfig()), source, sink)
+    report = worker.run_once(0.0)
+    assert report.telemetry == 11 and report.rejected == 1
+    (dead,) = sink.topics[TOPICS.dlq]
+    assert headers(dead)["dlq.reason"] == b"poison" and b"boom" in headers(dead)["dlq.detail"]
+    assert worker.engine.counters["events"] == 10  # every valid record was processed
+    assert source.committed[(TOPICS.telemetry, 0)] == 11
+
+
+def test_a_dead_worker_thread_is_reported_not_silent(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(MemorySource):
+        def poll(self, max_records: int, timeout_s: float):  # type: ignore[no-untyped-def]
+            raise OSError("disk gone")
+
+    worker = StreamWorker(Engine(EngineConfig()), Broken(), MemorySink())
+    with pytest.raises(OSError):
+        worker.run(0.0)
+    assert not worker.feed.worker_alive
+    assert "worker_dead" in worker.feed.conditions()
+    assert any("disk gone" in r for r in worker.feed.not_ready())
+    assert any(r.levelname == "ERROR" and "died" in r.message for r in caplog.records)
+
+
+def test_a_lost_feed_flags_health_and_blames_nobody() -> None:
+    clock = [0.0]
+    from pipelines.feed import FeedMonitor
+
+    feed = FeedMonitor(lost_after_s=5.0, clock=lambda: clock[0])
+    source, sink = MemorySource(), MemorySink()
+    load(source, steady_stream([A, B], 6))
+    worker = StreamWorker(Engine(EngineConfig()), source, sink, feed=feed)
+    feed.worker_started()
+    worker.run_once(0.0)
+    clock[0] = 60.0  # a minute of wall time without a single record
+    worker.run_once(0.0)
+    worker.run_once(0.0)
+    flagged = [orjson.loads(r.value) for r in sink.topics[TOPICS.health]]
+    assert [h["conditions"] for h in flagged if h["conditions"]] == [["telemetry_lost"]]
+    assert TOPICS.recommendations not in sink.topics  # no failover on global silence
+    # ... unless a setting says so
+    worker.failover_on_feed_loss = True
+    worker._lost_reported = False
+    worker.run_once(0.0)
+    recs = [orjson.loads(r.value) for r in sink.topics[TOPICS.recommendations]]
+    assert {r["action"] for r in recs} == {"failover_now"}
