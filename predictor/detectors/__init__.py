@@ -2,23 +2,57 @@
 
 - :class:`~predictor.detectors.ewmaz.EwmaZ` - ours, vectorised over entities (numpy);
 - :class:`~predictor.detectors.hst.RiverHST` - river's HalfSpaceTrees, one per entity.
+
+``RiverHST`` is imported on first use: river (and the scipy it pulls in) costs about a
+second at start-up, and the default detector does not need it.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
 from predictor.detectors.base import Detector
 from predictor.detectors.ewmaz import EwmaZ
-from predictor.detectors.hst import RiverHST
 
-__all__ = ["Detector", "EwmaZ", "RiverHST", "make_detector"]
+if TYPE_CHECKING:
+    from predictor.detectors.hst import RiverHST
 
-DETECTORS: dict[str, type[EwmaZ] | type[RiverHST]] = {"ewmaz": EwmaZ, "hst": RiverHST}
+__all__ = ["DETECTORS", "Detector", "EwmaZ", "RiverHST", "make_detector"]
+
+_WHERE = {
+    "ewmaz": ("predictor.detectors.ewmaz", "EwmaZ"),
+    "hst": ("predictor.detectors.hst", "RiverHST"),
+}
+
+
+class _Registry(Mapping[str, "type[EwmaZ] | type[RiverHST]"]):
+    """Detector classes by short name, each module imported when first asked for."""
+
+    def __getitem__(self, name: str) -> type[EwmaZ] | type[RiverHST]:
+        module, attr = _WHERE[name]
+        cls: type[EwmaZ] | type[RiverHST] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_WHERE)
+
+    def __len__(self) -> int:
+        return len(_WHERE)
+
+
+DETECTORS = _Registry()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RiverHST":
+        return DETECTORS["hst"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_detector(name: str, n_features: int, seed: int = 0) -> Detector:
     """Build a detector by its short name (``ewmaz`` or ``hst``)."""
-    try:
-        cls = DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}") from None
-    return cls(n_features=n_features, seed=seed)
+    if name not in _WHERE:
+        raise ValueError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}")
+    return DETECTORS[name](n_features=n_features, seed=seed)
