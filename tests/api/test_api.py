@@ -12,13 +12,10 @@ import orjson
 import pytest
 
 from pipelines.live import LiveState
-from pipelines.memory import MemorySink, MemorySource
-from pipelines.stream import StreamWorker, Topics
-from predictor.engine import Engine, EngineConfig
 from predictor.events import ms_to_iso
 from predictor.risk import RiskModel
 from serve.app import create_app
-from tests.factories import INTERVAL_MS, SimStream, telemetry_event
+from tests.factories import INTERVAL_MS, telemetry_event
 
 # Starlette 1.x warns at import that its TestClient wants ``httpx2``; the project ships
 # ``httpx`` (which works), and warnings are errors: silence exactly that one, here.
@@ -28,29 +25,6 @@ with warnings.catch_warnings():
 
 MAX_BODY = 64 * 1024
 MAX_EVENTS = 50
-
-
-@pytest.fixture(scope="module")
-def live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
-    engine = Engine(
-        EngineConfig(),
-        model=small_model,
-        critical=failure_stream.critical,
-        system_venue=failure_stream.sim.fleet.system_venue,
-    )
-    state = LiveState(engine)
-    source, sink = MemorySource(), MemorySink()
-    topics = Topics()
-    for m in failure_stream.market:
-        source.append(topics.market, orjson.dumps(m), m["venue"].encode())
-    for p in failure_stream.positions:
-        source.append(topics.positions, orjson.dumps(p), p["system"].encode())
-    source.extend(topics.telemetry, [orjson.dumps(e) for e in failure_stream.events])
-    source.append(topics.telemetry, b"{broken")
-    worker = StreamWorker(engine, source, sink, lock=state.lock, on_batch=state.on_batch)
-    worker.run(poll_timeout_s=0.0, idle_exit=True)
-    assert state.recommendations(limit=1000), "the stream should have recommended something"
-    return state
 
 
 @pytest.fixture(scope="module")

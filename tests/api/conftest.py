@@ -1,0 +1,41 @@
+"""A live state fed by a short simulated stream, shared by the API tests of a module."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from pipelines.live import LiveState
+from pipelines.memory import MemorySink, MemorySource
+from pipelines.stream import StreamWorker, Topics
+from predictor.engine import Engine, EngineConfig
+from predictor.risk import RiskModel
+from tests.factories import SimStream
+
+
+def build_live(stream: SimStream, model: RiskModel | None) -> LiveState:
+    """Run ``stream`` (plus one broken message) through a worker into a new live state."""
+    engine = Engine(
+        EngineConfig(),
+        model=model,
+        critical=stream.critical,
+        system_venue=stream.sim.fleet.system_venue,
+    )
+    state = LiveState(engine)
+    source, sink = MemorySource(), MemorySink()
+    topics = Topics()
+    for m in stream.market:
+        source.append(topics.market, orjson.dumps(m), m["venue"].encode())
+    for p in stream.positions:
+        source.append(topics.positions, orjson.dumps(p), p["system"].encode())
+    source.extend(topics.telemetry, [orjson.dumps(e) for e in stream.events])
+    source.append(topics.telemetry, b"{broken")
+    worker = StreamWorker(engine, source, sink, lock=state.lock, on_batch=state.on_batch)
+    worker.run(poll_timeout_s=0.0, idle_exit=True)
+    assert state.recommendations(limit=1000), "the stream should have recommended something"
+    return state
+
+
+@pytest.fixture(scope="module")
+def live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
+    return build_live(failure_stream, small_model)
