@@ -373,6 +373,13 @@ def demo(
             help="Off a terminal: each recommendation as a JSON line on stdout",
         ),
     ] = False,
+    alertmanager_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PRECOVERY_ALERTS__URL",
+            help="Send SRE alerts to this Alertmanager (scripts/alertmanager start)",
+        ),
+    ] = None,
     mkdir: Mkdir = False,
     verbose: Verbose = False,
 ) -> None:
@@ -397,9 +404,10 @@ def demo(
 
     from pipelines.demo import DemoConfig, run_demo
     from pipelines.models import BASELINE_DIR, load_or_train
-    from pipelines.settings import engine_config, get_settings
+    from pipelines.settings import alert_notifier, engine_config, get_settings
 
     settings = get_settings()
+    notifier = alert_notifier(settings.alerts, alertmanager_url)
 
     try:
         with progress() as bar:
@@ -423,6 +431,7 @@ def demo(
             # Off a terminal one recommendation is one line (soft wrap); with --json
             # stdout carries only the JSON lines.
             Console(stderr=json_lines, soft_wrap=True),
+            notifier=notifier,
         )
         if summary_json:
             summary_json.write_text(json.dumps(summary, indent=2))

@@ -113,7 +113,7 @@ def stream(
     from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
     from pipelines.models import BASELINE_DIR
     from pipelines.partition import engine_factory
-    from pipelines.settings import engine_config, get_settings
+    from pipelines.settings import alert_notifier, engine_config, get_settings
     from predictor.risk import RiskModel
 
     settings = get_settings()
@@ -150,6 +150,7 @@ def stream(
                 failover_on_feed_loss=settings.failover_on_feed_loss,
             ),
             engine_factory(config, model),
+            notifier=alert_notifier(settings.alerts),
         )
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())

@@ -35,6 +35,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from pipelines.alertmanager import AlertNotifier
 from pipelines.live import LiveState
 from pipelines.memory import MemorySink, MemorySource
 from pipelines.stream import StreamWorker, Topics
@@ -72,6 +73,8 @@ class DemoConfig:
         The loop's settings (heartbeat, ticks, cadence; ``Settings`` in the CLI).
     failover_on_feed_loss
         See :class:`pipelines.stream.StreamWorker`.
+    alert_interval_s
+        With a notifier: how often (wall s) alerts are synced with Alertmanager.
     json
         Print each recommendation as a recommendations.v1 JSON line on stdout instead of
         the live view.
@@ -87,6 +90,7 @@ class DemoConfig:
     json: bool = False
     engine: EngineConfig = field(default_factory=EngineConfig)
     failover_on_feed_loss: bool = False
+    alert_interval_s: float = 5.0
 
 
 def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
@@ -168,11 +172,13 @@ def run_demo(
     model: RiskModel | None,
     console: Console | None = None,
     observe: Callable[[DemoRun], None] | None = None,
+    notifier: AlertNotifier | None = None,
 ) -> dict[str, Any]:
     """Run the embedded default; returns the summary printed at the end.
 
     ``observe(run)`` is called once everything is started, in its own thread (the memory
-    benchmark samples the run's RSS and event time from there).
+    benchmark samples the run's RSS and event time from there). With ``notifier``, every
+    recommendation also becomes SRE alerts in Alertmanager (one per system and cause).
     """
     console = console or Console()
     forever = cfg.duration_s <= 0
@@ -205,6 +211,8 @@ def run_demo(
         live.on_batch(report, result)
         if result is not None:
             run.note(result.recommendations)
+            if notifier is not None:
+                notifier.observe(result.recommendations)
 
     worker = StreamWorker(
         engine,
@@ -238,6 +246,17 @@ def run_demo(
     logger.info("demo API listening on %s:%d", cfg.host, port)
     if observe is not None:
         threading.Thread(target=observe, args=(run,), name="demo-observer", daemon=True).start()
+    alerts_stop = threading.Event()
+    alerting = None
+    if notifier is not None:
+        alerting = threading.Thread(
+            target=notifier.run,
+            args=(alerts_stop, cfg.alert_interval_s, live.feed.conditions),
+            name="alerts",
+            daemon=True,
+        )
+        alerting.start()
+        console.print(f"SRE alerts to Alertmanager at {notifier.client.url}")
     try:
         _show(run, cfg, console, port)
     except KeyboardInterrupt:
@@ -248,7 +267,12 @@ def run_demo(
         work.join(timeout=10)
         server.should_exit = True
         api.join(timeout=10)
+        alerts_stop.set()
+        if alerting is not None:
+            alerting.join(timeout=30)
     summary = _summary(run)
+    if notifier is not None:
+        summary["alerts"] = dict(notifier.counts)
     console.print(_summary_table(summary))
     return summary
 

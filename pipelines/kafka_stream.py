@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from pipelines.alertmanager import AlertNotifier
 from pipelines.checkpoint import CheckpointStore
 from pipelines.feed import FeedMonitor
 from pipelines.kafka_io import (
@@ -114,10 +117,17 @@ class KafkaStreamWorker:
     sink
         Where outputs go; default a :class:`~pipelines.kafka_io.KafkaSink` on
         ``config.bootstrap``.
+    notifier
+        SRE alerts: told every published recommendation, synced with Alertmanager from a
+        thread of its own (never in the poll loop), with the feed's conditions.
     """
 
     def __init__(
-        self, config: StreamConfig, make_engine: EngineFactory, sink: Sink | None = None
+        self,
+        config: StreamConfig,
+        make_engine: EngineFactory,
+        sink: Sink | None = None,
+        notifier: AlertNotifier | None = None,
     ) -> None:
         self.config = config
         self.topics = config.topics
@@ -148,6 +158,7 @@ class KafkaStreamWorker:
         self._listener_error: Exception | None = None
         self._to_seek: set[int] = set()
         self.feed = FeedMonitor(config.feed_lost_after_s)
+        self.notifier = notifier
         self._tele_ends: dict[int, int] = {}
         self._last_fleet_check = -math.inf
         self._fleet_moved_at: float | None = None
@@ -178,6 +189,14 @@ class KafkaStreamWorker:
         last_log = time.monotonic()
         self.feed.worker_started()
         error: BaseException | None = None
+        alerts_stop = threading.Event()
+        if self.notifier is not None:
+            threading.Thread(
+                target=self.notifier.run,
+                args=(alerts_stop, 5.0, self.feed.conditions),
+                name="alerts",
+                daemon=True,
+            ).start()
         try:
             while not self._stop.is_set():
                 n = self.run_once()
@@ -202,6 +221,7 @@ class KafkaStreamWorker:
             error = exc
             raise
         finally:
+            alerts_stop.set()
             self.feed.worker_stopped(error if isinstance(error, Exception) else None)
             self.close()
 
@@ -281,6 +301,10 @@ class KafkaStreamWorker:
                 return n
             self.counters["published"] += len(out)
             self.counters["batches"] += 1
+            if self.notifier is not None:
+                self.notifier.observe(
+                    orjson.loads(r.value) for r in out if r.topic == self.topics.recommendations
+                )
         self._maybe_checkpoint(idle=n == 0)
         self._flow_control()
         return n

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from pipelines.alertmanager import AlertNotifier
     from predictor.engine import EngineConfig
 
 
@@ -42,6 +43,22 @@ class ApiSettings(BaseModel):
     max_events_per_request: int = Field(10_000, description="Events in one POST /v1/score")
 
 
+class AlertSettings(BaseModel):
+    """SRE alerts to Prometheus Alertmanager (docs/alerting.md)."""
+
+    url: str | None = Field(None, description="Alertmanager base URL; None: no alerts")
+    interval_s: float = Field(5.0, gt=0, description="Sync alerts this often, wall s")
+    repeat_s: float = Field(60.0, gt=0, description="Re-post a firing alert this often, s")
+    link: str = Field(
+        "http://127.0.0.1:8000/v1/systems/",
+        description="URL prefix of a system's page in alerts (the system name is appended)",
+    )
+    page_loss_usd: float = Field(250_000.0, description="P1 at risk ≥ 0.8 and this stay loss, USD")
+    urgent_loss_usd: float = Field(
+        100_000.0, description="P2 for prepare_standby at this stay loss, USD"
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable, with units in the names."""
 
@@ -66,6 +83,7 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
 
 @lru_cache(maxsize=1)
@@ -84,4 +102,20 @@ def engine_config(settings: Settings) -> EngineConfig:
         hold_s=settings.hold_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         heartbeat_misses=settings.heartbeat_misses,
+    )
+
+
+def alert_notifier(settings: AlertSettings, url: str | None = None) -> AlertNotifier | None:
+    """The SRE alert notifier for ``url`` (default: the setting), or None without one."""
+    target = url or settings.url
+    if not target:
+        return None
+    from pipelines.alertmanager import AlertmanagerClient, AlertNotifier
+    from predictor.alerts import AlertPolicy
+
+    return AlertNotifier(
+        AlertmanagerClient(target),
+        AlertPolicy(settings.page_loss_usd, settings.urgent_loss_usd),
+        link=settings.link,
+        repeat_s=settings.repeat_s,
     )
