@@ -1,0 +1,178 @@
+"""API throughput and latency next to a bare FastAPI endpoint, from one run.
+
+    .venv/bin/python benchmarks/bench_api.py [--copies 10] [--duration 3] [--repeats 3]
+
+A child process runs what the demo runs: a live state over an engine (a simulated fleet of
+``--copies`` × the templates, warmed with an hour of history, the baseline model), a
+stream worker that keeps feeding it (so the engine lock is contended as in production),
+and the app under uvicorn (one worker, uvloop + httptools when installed). The same app
+carries two bare endpoints returning pre-serialised bytes of the same size as
+``GET /v1/systems/{system}`` and ``GET /v1/systems``. ``wrk`` (``apt-get install wrk``)
+drives each endpoint at concurrency 1, 10 and 50 for ``--duration`` seconds, ``--repeats``
+times, interleaved; the table gives medians of req/s and of p50/p99 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def serve(copies: int, feed_period_s: float) -> None:
+    """Child: build the live state, start worker and server, print the port, wait."""
+    sys.path.insert(0, str(ROOT))
+    import orjson
+    from fastapi import Response
+
+    from pipelines.live import LiveState
+    from pipelines.memory import MemorySink, MemorySource
+    from pipelines.stream import StreamWorker, Topics
+    from predictor.engine import Engine, EngineConfig
+    from predictor.risk import RiskModel
+    from predictor.sim import SimConfig, Simulator, telemetry_events
+    from serve.app import create_app
+    from tests.chaos.harness import FedWorker, ServerThread
+
+    sim = Simulator(SimConfig(seed=1, copies=copies))
+    critical = {(s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components}
+    model = RiskModel.load(ROOT / "models" / "baseline")
+    engine = Engine(
+        EngineConfig(), model=model, critical=critical, system_venue=sim.fleet.system_venue
+    )
+    live = LiveState(engine)
+    source, sink, topics = MemorySource(retain=False), MemorySink(max_per_topic=100), Topics()
+    for chunk in sim.iter_chunks(1.0, chunk_s=600.0):
+        for m in chunk.market:
+            source.append(topics.market, orjson.dumps(m), m["venue"].encode())
+        for p in chunk.positions:
+            source.append(topics.positions, orjson.dumps(p), p["system"].encode())
+        source.extend(
+            topics.telemetry, [orjson.dumps(e) for e in telemetry_events(chunk.telemetry)]
+        )
+    StreamWorker(engine, source, sink, lock=live.lock, on_batch=live.on_batch).run(
+        poll_timeout_s=0.0, idle_exit=True
+    )
+    app = create_app(live)
+    system = engine.systems[0]
+    detail = live.view_json(system) or b""
+    listing = live.view_json(None) or b""
+    bare_detail = orjson.dumps({"pad": "x" * max(0, len(detail) - 10)})
+    bare_list = orjson.dumps({"pad": "x" * max(0, len(listing) - 10)})
+
+    @app.get("/bare/detail")
+    async def _bare_detail() -> Response:
+        return Response(bare_detail, media_type="application/json")
+
+    @app.get("/bare/list")
+    async def _bare_list() -> Response:
+        return Response(bare_list, media_type="application/json")
+
+    with FedWorker(live, period_s=feed_period_s) as fed, ServerThread(app) as server:
+        print(
+            f"PORT {server.port} SYSTEM {system} HOSTS {engine.n_entities} "
+            f"DETAIL {len(detail)} LIST {len(listing)}",
+            flush=True,
+        )
+        sys.stdin.read()  # until the parent closes the pipe
+        print(f"BATCHES {fed.batches} EVENTS {fed.events}", flush=True)
+
+
+def wrk(url: str, conns: int, duration: float) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": _ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--copies", type=int, default=10, help="fleet copies (×17 hosts)")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--feed-period", type=float, default=0.05, help="worker poll period, s")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.copies, args.feed_period)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("bench_api needs wrk: apt-get install -y wrk")
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--copies", str(args.copies)]
+        + ["--feed-period", str(args.feed_period)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    assert child.stdout is not None and child.stdin is not None
+    head = child.stdout.readline().split()
+    info = dict(zip(head[::2], head[1::2], strict=True))
+    base = f"http://127.0.0.1:{info['PORT']}"
+    endpoints = [
+        ("GET /v1/systems/{system}", f"{base}/v1/systems/{info['SYSTEM']}"),
+        ("bare, same size", f"{base}/bare/detail"),
+        ("GET /v1/systems", f"{base}/v1/systems"),
+        ("bare, same size ", f"{base}/bare/list"),
+    ]
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    t0 = time.monotonic()
+    for _ in range(args.repeats):
+        for conns in (1, 10, 50):
+            for name, url in endpoints:
+                results.setdefault((name, conns), []).append(wrk(url, conns, args.duration))
+    child.stdin.close()
+    tail = child.stdout.read().split()
+    child.wait(timeout=30)
+    fed = dict(zip(tail[::2], tail[1::2], strict=True))
+    wall = time.monotonic() - t0
+
+    def med(name: str, conns: int, key: str) -> float:
+        return statistics.median(r[key] for r in results[(name, conns)])
+
+    print(
+        f"\n{info['HOSTS']} hosts; detail {info['DETAIL']} B, list {info['LIST']} B; the worker "
+        f"ran {fed.get('BATCHES')} batches ({fed.get('EVENTS')} events) during {wall:.0f} s "
+        f"of load; medians of {args.repeats} × {args.duration:g} s wrk runs\n"
+    )
+    print(f"{'endpoint':<26}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
+    bad = 0.0
+    for conns in (1, 10, 50):
+        for i, (name, _url) in enumerate(endpoints):
+            rps = med(name, conns, "rps")
+            bare = med(endpoints[i | 1][0], conns, "rps")
+            ratio = "" if i % 2 else f"{rps / bare:.2f}×"
+            print(
+                f"{name:<26}{conns:>5}{rps:>10.0f}{med(name, conns, 'p50'):>9.2f}"
+                f"{med(name, conns, 'p99'):>9.2f}{ratio:>9}"
+            )
+            bad += sum(r["non2xx"] for r in results[(name, conns)])
+    print(f"\nnon-2xx responses: {bad:.0f}")
+
+
+if __name__ == "__main__":
+    main()
