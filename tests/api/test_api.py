@@ -15,7 +15,8 @@ from pipelines.live import LiveState
 from predictor.events import ms_to_iso
 from predictor.risk import RiskModel
 from serve.app import create_app
-from tests.factories import INTERVAL_MS, telemetry_event
+from tests.api.support import build_live
+from tests.factories import INTERVAL_MS, SimStream, telemetry_event
 
 # Starlette 1.x warns at import that its TestClient wants ``httpx2``; the project ships
 # ``httpx`` (which works), and warnings are errors: silence exactly that one, here.
@@ -25,6 +26,11 @@ with warnings.catch_warnings():
 
 MAX_BODY = 64 * 1024
 MAX_EVENTS = 50
+
+
+@pytest.fixture(scope="module")
+def live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
+    return build_live(failure_stream, small_model)
 
 
 @pytest.fixture(scope="module")

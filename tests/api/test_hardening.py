@@ -18,7 +18,7 @@ from predictor.engine import Engine
 from predictor.risk import RiskModel
 from serve.app import create_app
 from serve.schemas import SystemDetail
-from tests.api.conftest import build_live
+from tests.api.support import build_live
 from tests.factories import INTERVAL_MS, SimStream, telemetry_event
 
 with warnings.catch_warnings():

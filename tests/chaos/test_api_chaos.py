@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -24,7 +25,10 @@ import psutil
 import pytest
 from pydantic import TypeAdapter
 
+from pipelines.feed import FeedMonitor
 from pipelines.live import LiveState
+from predictor.risk import RiskModel
+from serve.app import create_app
 from serve.schemas import (
     ErrorBody,
     Readiness,
@@ -33,8 +37,9 @@ from serve.schemas import (
     SystemDetail,
     SystemSummary,
 )
+from tests.api.support import build_live
 from tests.chaos.harness import FedWorker, ServerThread
-from tests.factories import telemetry_event
+from tests.factories import SimStream, telemetry_event
 
 pytestmark = pytest.mark.chaos
 
@@ -42,6 +47,26 @@ N_SSE = 200
 N_REQUESTS = 2000
 CONCURRENCY = 50
 RSS_BOUND = 64 * 2**20
+
+
+@pytest.fixture(scope="module")
+def chaos_live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
+    live = build_live(failure_stream, small_model)
+    live.feed = FeedMonitor(lost_after_s=10.0, max_lag=100_000)
+    return live
+
+
+@pytest.fixture(scope="module")
+def fed(chaos_live: LiveState) -> Iterator[FedWorker]:
+    with FedWorker(chaos_live, period_s=0.2) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="module")
+def server(chaos_live: LiveState, fed: FedWorker) -> Iterator[ServerThread]:
+    app = create_app(chaos_live, max_body_bytes=64 * 1024, sse_keepalive_s=0.5)
+    with ServerThread(app, timeout_keep_alive=30) as srv:
+        yield srv
 
 
 def _until(check: Any, timeout_s: float = 5.0) -> bool:

@@ -1,9 +1,12 @@
-"""A live state fed by a short simulated stream, shared by the API tests of a module."""
+"""A live state fed by a short simulated stream, for the API and chaos tests.
+
+A helper module, not a conftest: a second ``conftest.py`` basename under ``tests/`` clashes
+with the others when ``--doctest-modules`` collects them together.
+"""
 
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from pipelines.live import LiveState
 from pipelines.memory import MemorySink, MemorySource
@@ -34,8 +37,3 @@ def build_live(stream: SimStream, model: RiskModel | None) -> LiveState:
     worker.run(poll_timeout_s=0.0, idle_exit=True)
     assert state.recommendations(limit=1000), "the stream should have recommended something"
     return state
-
-
-@pytest.fixture(scope="module")
-def live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
-    return build_live(failure_stream, small_model)
