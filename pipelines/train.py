@@ -80,6 +80,8 @@ class Dataset:
     ts_ms: np.ndarray
     keys: list[tuple[str, str, str]]
     feature_names: list[str]
+    #: The detector whose anomaly scores are among the features (the model records it).
+    detector: str | None = None
 
 
 #: Columns an incidents CSV must have; the contract's others are optional here.
@@ -177,6 +179,7 @@ def build_features(
         ts_ms=np.concatenate(ts),
         keys=keys,
         feature_names=engine.feature_names,
+        detector=engine.config.detector,
     )
 
 
@@ -236,6 +239,7 @@ def train_model(
         num_leaves=cfg.num_leaves,
         seed=cfg.seed,
     ).fit(x[train], y[train], data.feature_names)
+    model.detector_ = data.detector
     fit_s = time.perf_counter() - t0
     risk = model.predict_risk(x[test])
     test_keys = [k for k, good in zip(keys, test.tolist(), strict=True) if good]

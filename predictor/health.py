@@ -1,31 +1,61 @@
-"""Health, 0-100, per host, component and system.
+"""Health, 0-100, per host, component and system. 100 means nothing unusual.
 
-- host: ``100 · (1 - max(risk, anomaly_weight · anomaly))``; 0 once the heartbeat rule
-  fires. Without a model the risk term is left out.
+- host: ``100 · (1 - max(risk_term, anomaly_term))``; 0 once the heartbeat rule fires.
+
+  - ``anomaly_term = anomaly_weight · clip((S - ALARM_BITS) / (FULL_BITS - ALARM_BITS), 0, 1)``
+    where ``S`` is the anomaly's surprise in bits (:mod:`predictor.detectors.calibration`):
+    nothing below the tail threshold (12 bits: about one normal row in 4,096), falling
+    linearly to ``100 · (1 - anomaly_weight)`` = 50 at 40 bits and beyond.
+  - ``risk_term = clip((risk - RISK_FLOOR) / (1 - RISK_FLOOR), 0, 1)``: a forecast
+    probability of failure within the horizon below ``RISK_FLOOR`` (5 %) is the ordinary
+    background of a calibrated model and costs nothing; above, health falls linearly
+    to 0 at certainty. Without a model (NaN risk) the term is left out.
 - component: the worst of its hosts (a component is as healthy as its sickest host: the
   orchestrator fails the component over, not one host).
 - system: the worst of its *critical* components, but never above the mean of all of
   them, so a pile of sick non-critical parts still shows.
 
 >>> import numpy as np
->>> host_health(np.array([0.1, np.nan]), np.array([0.2, 0.9]), np.array([False, False]))
-array([90., 55.])
+>>> from predictor.detectors.calibration import score_from_bits
+>>> a = score_from_bits(np.array([5.0, 26.0, 60.0]))  # ordinary, in the tail, far out
+>>> host_health(np.array([0.02, np.nan, 0.24]), a, np.zeros(3, dtype=bool)).round(1).tolist()
+[100.0, 75.0, 50.0]
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from predictor.detectors.calibration import ALARM_BITS, bits_from_score
+
 ANOMALY_WEIGHT = 0.5
+#: Surprise (bits) at which the anomaly term reaches its full weight.
+FULL_BITS = 40.0
+#: Risk below this is background, not evidence.
+RISK_FLOOR = 0.05
+
+
+def anomaly_term(anomaly: np.ndarray, anomaly_weight: float = ANOMALY_WEIGHT) -> np.ndarray:
+    """The anomaly's share of lost health: 0 below :data:`ALARM_BITS` of surprise."""
+    bits = bits_from_score(np.nan_to_num(np.asarray(anomaly, dtype=np.float64)))
+    return np.asarray(
+        anomaly_weight * np.clip((bits - ALARM_BITS) / (FULL_BITS - ALARM_BITS), 0.0, 1.0)
+    )
+
+
+def risk_term(risk: np.ndarray) -> np.ndarray:
+    """The forecast's share of lost health: 0 below :data:`RISK_FLOOR`."""
+    r = np.nan_to_num(np.asarray(risk, dtype=np.float64), nan=0.0)
+    return np.asarray(np.clip((r - RISK_FLOOR) / (1.0 - RISK_FLOOR), 0.0, 1.0))
 
 
 def host_health(
     risk: np.ndarray, anomaly: np.ndarray, dead: np.ndarray, anomaly_weight: float = ANOMALY_WEIGHT
 ) -> np.ndarray:
-    """Per-host health in [0, 100]."""
-    badness = np.fmax(np.nan_to_num(risk, nan=0.0), anomaly_weight * np.nan_to_num(anomaly))
+    """Per-host health in [0, 100] (formula in the module docstring)."""
+    badness = np.fmax(risk_term(risk), anomaly_term(anomaly, anomaly_weight))
     h = 100.0 * (1.0 - np.clip(badness, 0.0, 1.0))
-    return np.where(dead, 0.0, h)
+    return np.asarray(np.where(dead, 0.0, h))
 
 
 def roll_up_min(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:

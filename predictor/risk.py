@@ -7,7 +7,9 @@ contributions (``pred_contrib``), which are 100-300x dearer than a prediction, s
 are computed only for rows that lead to an alert or a recommendation.
 
 A model is saved as a directory: ``model.lgb`` (LightGBM's text format) and
-``meta.json`` (feature names, horizon, calibration points, training metrics, version).
+``meta.json`` (feature names, horizon, calibration points, training metrics, version,
+and the detector whose anomaly scores it learnt from: a stream running another detector
+refuses it).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class RiskModel:
         self.calibration_fraction = calibration_fraction
         self.seed = seed
         self.num_threads = num_threads
+        #: Detector whose anomaly scores the model learnt from (None: not recorded).
+        self.detector_: str | None = None
 
     # -- sklearn-style API -------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, feature_names: list[str] | None = None) -> Self:
@@ -184,6 +188,7 @@ class RiskModel:
         meta = {
             "params": self.get_params(),
             "feature_names": self.feature_names_,
+            "detector": self.detector_,
             "calibration": self.calibration_,
             "metrics": self.metrics_,
             "version": self.version,
@@ -201,6 +206,7 @@ class RiskModel:
         model = cls(**meta["params"])
         model.booster_ = booster
         model.feature_names_ = list(meta["feature_names"])
+        model.detector_ = meta.get("detector")
         cal = meta.get("calibration")
         model.calibration_ = (list(cal[0]), list(cal[1])) if cal else None
         model.metrics_ = dict(meta.get("metrics", {}))

@@ -2,15 +2,17 @@
 
 Each entity keeps, per metric, an EWMA of the level and of the variance (16 B per
 metric). A row's statistic is the largest absolute z-score over its present metrics;
-under a Gaussian baseline ``P(max |z| <= z0) = erf(z0 / sqrt 2) ** k`` (Šidák), and that
-probability is the score, so a score of 0.99 is exceeded about 1 % of the time on
-normal data.
+under a Gaussian baseline it is at least ``z0`` with probability
+``p = 1 - (1 - 2 Φ(-z0)) ** k`` (Šidák over ``k`` metrics). The surprise ``-log2 p`` is
+computed in log space (no saturation: 20 sd outranks 9 sd) and mapped to [0, 1) by
+:func:`~predictor.detectors.calibration.score_from_bits`. The calibration is Gaussian,
+not the entity's own (see :class:`~predictor.detectors.surprise.Surprise` for that).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(600, 3)); x[550:, 1] += 6.0
 >>> s = EwmaZ(n_features=3).score_learn_many(np.zeros(600, dtype=np.int64), x)
->>> float(s[:500].mean()) < 0.6 < float(s[550:560].mean())
+>>> float(s[:500].mean()) < 0.2 < float(s[550:560].mean())
 True
 """
 
@@ -19,9 +21,10 @@ from __future__ import annotations
 from typing import Any, Self
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import log_ndtr
 
 from predictor.batching import rounds
+from predictor.detectors.calibration import score_from_bits
 
 
 class EwmaZ:
@@ -39,8 +42,7 @@ class EwmaZ:
     clip_z
         Readings beyond this many sd are winsorised before they update the baseline.
     min_sd
-        Floor of the baseline sd, in the metric's units, relative to its level (and 1e-3
-        absolute).
+        Floor of the baseline sd, relative to its level (and 1e-12 absolute: scale-free).
     seed
         Unused (the detector is deterministic); accepted so all detectors build alike.
     """
@@ -96,10 +98,15 @@ class EwmaZ:
         # of its weight after n rows (otherwise early z-scores are far too large).
         gathered = -np.expm1((count - 1).clip(min=0) * np.log1p(-self.alpha))[:, None]
         sd = np.sqrt(var / np.maximum(gathered, 1e-3))
-        sd = np.maximum(sd, np.maximum(1e-3, self.min_sd * np.abs(mean)))
+        sd = np.maximum(sd, np.maximum(1e-12, self.min_sd * np.abs(mean)))
         z = np.where(present, np.abs(x - mean) / sd, 0.0)
         k = np.maximum(present.sum(axis=1), 1)
-        score = erf(z.max(axis=1) / np.sqrt(2.0)) ** k
+        # ln p1 = ln(2 Φ(-z)); p = 1 - (1 - p1)^k = -expm1(k log1p(-p1)), all in logs.
+        ln_p1 = np.log(2.0) + log_ndtr(-z.max(axis=1))
+        p1 = np.exp(ln_p1)
+        exact = -np.expm1(k * np.log1p(-np.minimum(p1, 1.0 - 1e-16)))
+        ln_p = np.where(p1 < 1e-8, ln_p1 + np.log(k), np.log(np.maximum(exact, 1e-300)))
+        score = score_from_bits(-ln_p / np.log(2.0))
         score = np.where(count >= self.warmup, score, 0.0)
 
         lim = self.clip_z * sd

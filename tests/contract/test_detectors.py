@@ -201,3 +201,27 @@ def test_state_size_is_reported(new: Factory) -> None:
     det = new()
     det.score_learn_many(keys, x)
     assert det.nbytes_per_entity() > 0
+
+
+def test_tail_is_ranked_not_saturated(new: Factory) -> None:
+    """A 20-sd excursion outranks a 9-sd one, and both outrank the normal rows."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    x = 10.0 + rng.standard_normal((n, N_FEATURES))
+    x[1300, 1] += 9.0
+    x[1400, 1] += 20.0
+    s = new().score_learn_many(np.zeros(n, dtype=np.int64), x)
+    normal = np.delete(s[600:], [1300 - 600, 1400 - 600])
+    assert s[1400] > s[1300] > normal.max(), (s[1300], s[1400], normal.max())
+    assert s[1400] < 1.0  # resolution left above it
+
+
+def test_calibrated_scale_free(new: Factory) -> None:
+    """The same noise at 1e-3 and at 1e9 scale scores alike (units do not matter)."""
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((1200, N_FEATURES))
+    base[1100, 0] += 8.0
+    small = new().score_learn_many(np.zeros(1200, dtype=np.int64), 1e-3 * (5.0 + base))
+    big = new().score_learn_many(np.zeros(1200, dtype=np.int64), 1e9 * (5.0 + base))
+    np.testing.assert_allclose(small, big, rtol=1e-6, atol=1e-9)
+    assert small[1100] > np.quantile(small[600:1100], 0.99)

@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from predictor.health import ANOMALY_WEIGHT, host_health, roll_up_min, system_health
+from predictor.detectors.calibration import ALARM_BITS, score_from_bits
+from predictor.health import (
+    ANOMALY_WEIGHT,
+    FULL_BITS,
+    RISK_FLOOR,
+    host_health,
+    roll_up_min,
+    system_health,
+)
 
 unit_or_nan = st.one_of(st.floats(0.0, 1.0), st.just(float("nan")))
 health_values = st.floats(0.0, 100.0)
@@ -35,10 +43,30 @@ def test_more_risk_or_anomaly_never_improves_health(r1: float, r2: float, a: flo
 
 
 def test_host_health_terms() -> None:
+    mid_bits = (ALARM_BITS + FULL_BITS) / 2
     h = host_health(
-        np.array([0.3, np.nan, 0.0]), np.array([0.0, 0.8, np.nan]), np.array([False, False, False])
+        np.array([0.3, np.nan, 0.0, np.nan]),
+        score_from_bits(np.array([0.0, mid_bits, np.nan, 100.0])),
+        np.array([False, False, False, False]),
     )
-    np.testing.assert_allclose(h, [70.0, 100.0 * (1 - ANOMALY_WEIGHT * 0.8), 100.0])
+    expected_risk = 100.0 * (1 - (0.3 - RISK_FLOOR) / (1 - RISK_FLOOR))
+    np.testing.assert_allclose(
+        h, [expected_risk, 100.0 * (1 - ANOMALY_WEIGHT / 2), 100.0, 100.0 * (1 - ANOMALY_WEIGHT)]
+    )
+
+
+def test_nothing_unusual_reads_100() -> None:
+    """Ordinary anomaly scores (below the tail threshold) and background risk cost nothing."""
+    rng = np.random.default_rng(0)
+    ordinary = score_from_bits(rng.uniform(0.0, ALARM_BITS, 1000))
+    background = rng.uniform(0.0, RISK_FLOOR, 1000)
+    h = host_health(background, ordinary, np.zeros(1000, dtype=bool))
+    assert np.all(h == 100.0)
+    # ...and evidence does cost: a tail anomaly or a real forecast.
+    tail = host_health(
+        np.array([0.0, 0.5]), score_from_bits(np.array([30.0, 0.0])), np.zeros(2, bool)
+    )
+    assert np.all(tail < 90.0)
 
 
 @given(st.lists(st.tuples(health_values, st.integers(0, 4)), max_size=30))

@@ -1,0 +1,320 @@
+"""Surprise: robust standardisation, online PCA residual and level shifts, in calibrated bits.
+
+Per entity, vectorised over entities (numpy), every row is scored then learnt:
+
+1. **Standardise.** Each metric keeps an EWMA level and variance (``alpha``), updated
+   with the reading winsorised to ``±clip_z`` sd, so ``z = (x - level) / sd`` is in the
+   metric's own units of normal noise (scale-free: 1e-3 and 1e9 metrics alike). Absent
+   metrics (NaN) count as ``z = 0`` and do not move the baseline; a constant metric has a
+   tiny relative sd floor, so a stuck metric that moves is news.
+2. **Per metric**, ``z`` (soft-clipped beyond ``clip_z``: monotone, unbounded; a metric
+   that never varied counts at most ``clip_z`` sd) is calibrated to bits against the
+   metric's own decayed histogram of ``z²``
+   (:class:`~predictor.detectors.calibration.TailCalibrator`, exponential tail above the
+   90 % quantile: no saturation). Heavy-tailed metrics are discounted; the bits are
+   turned back into normal scores ``g``.
+3. **Three row statistics**: ``peak`` (the largest metric's bits, less ``log2 F``),
+   ``energy`` (mean bits over metrics) and ``residual`` (``||R g||²`` where ``R`` projects
+   out the principal components explaining ``var_explained`` of an EWMA covariance of
+   ``g``, refit by ``eigh`` every ``refit_every`` rows: metrics moving against their
+   usual correlation, each unremarkable alone — PCA reconstruction error fit online on
+   the history and warm-up, adapting after). Each is calibrated again per entity, and
+   the three are combined by Fisher's method (:func:`fisher_bits`).
+4. ``anomaly_score = S / (S + 16)``: 0.5 at 16 bits, monotone, resolving the tail.
+
+So a threshold of ``S`` bits is crossed by about ``2**-S`` of an entity's normal rows,
+the same on every entity; :func:`~predictor.detectors.calibration.bits_for_rate` turns
+a false-alarm budget per entity-day into bits for a given row rate.
+
+State per entity: ``F`` metrics cost ``3 F`` float64 (level, variance, slow variance),
+two ``F × F`` float32 (covariance, residual projector), ``F × 32`` float32 per-metric
+and ``3 × 48`` float32 row histogram bins, and two scalars: 4.6 KiB at 15 metrics.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(3000, 3)); x[2900, 1] += 9.0; x[2950, 1] += 20.0
+>>> s = Surprise(n_features=3).score_learn_many(np.zeros(3000, dtype=np.int64), x)
+>>> bool(s[2950] > s[2900] > np.quantile(s[:2800], 0.999))
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+
+from predictor.batching import rounds
+from predictor.detectors.calibration import TailCalibrator, score_from_bits
+
+N_STATS = 3
+METRIC_GRID, METRIC_BINS = 32.0, 32
+Z_CAP = 1e6
+SLOW_SHARE = 0.05  # the slow variance's EWMA weight, relative to ``alpha``
+SLOW_SD_SHARE = 0.2  # the sd never falls below this share of the slow sd
+_ARRAYS = ("count_", "mean_", "var_", "slow_var_", "cov_", "proj_", "resid_", "mhist_", "hist_")
+
+
+def soft_clip(z: np.ndarray, c: float) -> np.ndarray:
+    """``z`` within ``±c``; beyond, ``±(c + log(|z| / c))``: monotone, compressing, unbounded.
+
+    One metric a billion sd out (a stuck metric that moved) weighs like a few dozen sd,
+    yet a 20-sd excursion still outranks a 9-sd one.
+    """
+    a = np.abs(z)
+    big = a > c
+    return np.asarray(np.where(big, np.sign(z) * (c + np.log(np.where(big, a, c) / c)), z))
+
+
+def fisher_bits(bits: np.ndarray) -> np.ndarray:
+    """Fisher's combination of ``m`` surprises per row, in bits (exact if independent).
+
+    With ``b`` the row's total bits and ``y = b ln 2``, ``P = 2**-b · Σ_{i<m} y**i / i!``:
+    the chance that ``m`` independent tail probabilities multiply to ``2**-b`` or less.
+
+    >>> round(float(fisher_bits(np.array([[10.0, 0.0]]))[0]), 2)
+    7.01
+    """
+    b = np.maximum(bits, 0.0).sum(axis=1)
+    y = b * np.log(2.0)
+    series = np.ones_like(y)
+    term = np.ones_like(y)
+    for i in range(1, bits.shape[1]):
+        term = term * y / i
+        series = series + term
+    return np.asarray(np.maximum(b - np.log2(series), 0.0))
+
+
+def _log_stat(t2: np.ndarray) -> np.ndarray:
+    return np.asarray(np.log2(1.0 + np.minimum(t2, 1e300)))
+
+
+class Surprise:
+    """Multi-entity calibrated anomaly detector (see the module docstring).
+
+    Parameters
+    ----------
+    n_features
+        Columns of the input matrix (NaN means "absent").
+    alpha
+        EWMA weight of a new row in each metric's level and variance.
+    cov_alpha
+        EWMA weight of a new row in the covariance the PCA is fit on.
+    var_explained
+        Share of the covariance's trace the kept components explain; the rest is residual.
+    refit_every
+        Rows of an entity between two PCA refits.
+    warmup
+        Rows an entity needs before it is scored; earlier rows score 0.
+    clip_z
+        Readings beyond this many sd are winsorised before they update the baseline.
+    rel_sd_floor
+        The sd is at least this share of the level's magnitude (and 1e-12).
+    half_life
+        Rows after which a row's weight in the calibration histograms halves.
+    seed
+        Seed of the prior's Gaussian sample (the detector is otherwise deterministic).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        alpha: float = 0.001,
+        cov_alpha: float = 0.0005,
+        var_explained: float = 0.9,
+        refit_every: int = 64,
+        warmup: int = 20,
+        clip_z: float = 4.0,
+        rel_sd_floor: float = 1e-3,
+        half_life: float = 4000.0,
+        seed: int = 0,
+    ) -> None:
+        self.n_features = n_features
+        self.alpha = alpha
+        self.cov_alpha = cov_alpha
+        self.var_explained = var_explained
+        self.refit_every = refit_every
+        self.warmup = warmup
+        self.clip_z = clip_z
+        self.rel_sd_floor = rel_sd_floor
+        self.half_life = half_life
+        self.seed = seed
+        metric_prior, row_prior = self._priors()
+        self._metric_cal = TailCalibrator(
+            n_features, metric_prior, METRIC_GRID, METRIC_BINS, half_life=half_life
+        )
+        self._calibrator = TailCalibrator(N_STATS, row_prior, half_life=half_life)
+        self._alloc(64)
+
+    def _priors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Prior histograms under an i.i.d. Gaussian baseline: per metric, and per row."""
+        f = max(self.n_features, 1)
+        rng = np.random.default_rng(self.seed)
+        z = rng.standard_normal((4000, f))
+        per_metric = z[:, :1] ** 2
+        mbits = -np.log2(rng.uniform(1e-12, 1.0, (4000, f)))
+        peak = np.maximum(mbits.max(axis=1) - np.log2(f), 0.0)
+        energy = mbits.mean(axis=1)
+        k_res = max(1, f // 2)
+        resid = (z[:, :k_res] ** 2).sum(axis=1) / k_res
+
+        def hist(stats: np.ndarray, cal: TailCalibrator) -> np.ndarray:
+            b = np.clip((stats / cal.width).astype(np.int64), 0, cal.n_bins - 1)
+            h = np.stack([np.bincount(b[:, j], minlength=cal.n_bins) for j in range(b.shape[1])])
+            return np.asarray(h / h.sum(axis=1, keepdims=True))
+
+        metric_cal = TailCalibrator(1, np.ones((1, METRIC_BINS)), METRIC_GRID, METRIC_BINS)
+        row_cal = TailCalibrator(N_STATS, np.ones((N_STATS, 48)))
+        m = hist(per_metric, metric_cal)
+        return np.repeat(m, f, axis=0), hist(np.stack([peak, energy, resid], axis=1), row_cal)
+
+    def _alloc(self, capacity: int) -> None:
+        f = self.n_features
+        self.count_ = np.zeros(capacity, dtype=np.int64)
+        self.mean_ = np.full((capacity, f), np.nan)
+        self.var_ = np.zeros((capacity, f))
+        self.slow_var_ = np.zeros((capacity, f))
+        self.cov_ = np.zeros((capacity, f, f), dtype=np.float32)
+        self.proj_ = np.zeros((capacity, f, f), dtype=np.float32)
+        self.resid_ = np.zeros(capacity, dtype=np.float32)  # expected residual; 0 = no PCA yet
+        self.mhist_ = self._metric_cal.fresh(capacity)
+        self.hist_ = self._calibrator.fresh(capacity)
+
+    def _ensure(self, capacity: int) -> None:
+        if capacity <= len(self.count_):
+            return
+        old = {k: getattr(self, k) for k in _ARRAYS}
+        n = len(old["count_"])
+        self._alloc(max(capacity, 2 * n))
+        for k, arr in old.items():
+            getattr(self, k)[:n] = arr
+
+    def score_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Score then learn each row of ``x`` (entity ``keys[i]``), in order."""
+        return score_from_bits(self.bits_learn_many(keys, x))
+
+    def bits_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Like :meth:`score_learn_many`, in bits of surprise (0 before warm-up)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        x = np.asarray(x, dtype=np.float64).reshape(len(keys), self.n_features)
+        out = np.zeros(len(keys))
+        if len(keys) == 0:
+            return out
+        self._ensure(int(keys.max()) + 1)
+        for idx in rounds(keys):
+            out[idx] = self._round(keys[idx], x[idx])
+        return out
+
+    def _round(self, e: np.ndarray, x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isfinite(x), x, np.nan)
+        mean, var, count = self.mean_[e], self.var_[e], self.count_[e]
+        present = ~np.isnan(x)
+        seed = present & np.isnan(mean)
+        mean = np.where(seed, x, mean)
+        # A running mean and variance until ``1 / alpha`` rows, an EWMA after: no bias
+        # towards the first reading however slow the memory.
+        a = np.maximum(self.alpha, 1.0 / (count + 1.0))[:, None]
+        sa = np.maximum(self.alpha * SLOW_SHARE, 1.0 / (count + 1.0))[:, None]
+        sd = np.sqrt(var)
+        slow_var = self.slow_var_[e]
+        # A metric that sat still for a while keeps a share of the scale it had before.
+        sd = np.maximum(sd, SLOW_SD_SHARE * np.sqrt(slow_var))
+        sd = np.maximum(sd, np.maximum(1e-12, self.rel_sd_floor * np.abs(mean)))
+        z = np.where(present, (x - mean) / sd, 0.0)
+        z = np.clip(z, -Z_CAP, Z_CAP)
+        zc = np.clip(z, -self.clip_z, self.clip_z)
+
+        # A metric that never varied counts at most ``clip_z`` sd when it moves: news, but
+        # not a billion-sd event that would drown every other metric.
+        zs = np.where(slow_var > 0.0, soft_clip(z, self.clip_z), zc)
+        warmed = count >= self.warmup
+        # Per metric: surprise of |z| under the metric's own tail (heavy-tailed metrics
+        # are discounted, a quiet metric that moves is news); summed over metrics.
+        tm = zs * zs
+        mhist = self.mhist_[e]
+        mbits = np.where(present, self._metric_cal.bits(mhist, tm), 0.0)
+        self.mhist_[e] = self._metric_cal.learn(mhist, tm, present & warmed[:, None])
+        # Normal scores: each metric's surprise back on a z-like scale, so heavy tails and
+        # stuck metrics weigh by how unusual they are *for that metric*.
+        g = np.sign(z) * np.sqrt(2.0 * np.log(2.0) * mbits)
+        # Across metrics: residual off the principal subspace (correlation breaks).
+        resid = self.resid_[e].astype(np.float64)
+        r = np.einsum("kij,kj->ki", self.proj_[e].astype(np.float64), g)
+        r2 = (r * r).sum(axis=1) / np.maximum(resid, 1e-12)
+        n_present = np.maximum(present.sum(axis=1), 1)
+        peak = np.maximum(mbits.max(axis=1) - np.log2(n_present), 0.0)
+        t = np.stack([peak, mbits.sum(axis=1) / n_present, np.minimum(r2, 1e6)], axis=1)
+        have_pca = resid > 0
+        hist = self.hist_[e]
+        bits = self._calibrator.bits(hist, t)
+        bits[:, 2] = np.where(have_pca, bits[:, 2], 0.0)
+        score = np.where(warmed, fisher_bits(bits), 0.0)
+        counted = warmed[:, None] & (have_pca[:, None] | (np.arange(N_STATS) != 2))
+        self.hist_[e] = self._calibrator.learn(hist, t, counted)
+
+        xb = np.where(
+            warmed[:, None], np.clip(x, mean - self.clip_z * sd, mean + self.clip_z * sd), x
+        )
+        diff = xb - mean
+        upd = present & ~seed
+        self.mean_[e] = np.where(upd, mean + a * diff, mean)
+        self.var_[e] = np.where(upd, (1 - a) * (var + a * diff * diff), var)
+        self.slow_var_[e] = np.where(upd, (1 - sa) * (slow_var + sa * diff * diff), slow_var)
+        ca = self.cov_alpha if self.cov_alpha > 0 else 0.0
+        w = np.where(count >= 2, np.maximum(ca, 1.0 / np.maximum(count - 1, 1)), 0.0)
+        cov = self.cov_[e]
+        gc = np.clip(g, -self.clip_z, self.clip_z)
+        outer = (gc[:, :, None] * gc[:, None, :]).astype(np.float32)
+        self.cov_[e] = (1.0 - w[:, None, None]) * cov + w[:, None, None] * outer
+        new_count = count + 1
+        self.count_[e] = new_count
+        refit = (new_count >= self.warmup) & (
+            (new_count % self.refit_every == 0) | (new_count == self.warmup)
+        )
+        if refit.any():
+            self._refit(e[refit])
+        return np.asarray(score)
+
+    def _refit(self, e: np.ndarray) -> None:
+        cov = self.cov_[e].astype(np.float64)
+        vals, vecs = np.linalg.eigh(cov)  # ascending
+        vals = np.maximum(vals, 0.0)
+        total = vals.sum(axis=1, keepdims=True)
+        # Keep the largest components until they explain ``var_explained``.
+        top_share = np.cumsum(vals[:, ::-1], axis=1)[:, ::-1] / np.maximum(total, 1e-12)
+        keep = (top_share - vals / np.maximum(total, 1e-12)) < self.var_explained
+        keep[:, -1] = True  # at least the first component
+        kept = vecs * keep[:, None, :]
+        f = self.n_features
+        proj = np.eye(f)[None] - np.einsum("kij,klj->kil", kept, kept)
+        resid = (vals * ~keep).sum(axis=1)
+        floor = 1e-3 * np.maximum(total[:, 0], 1e-12)
+        self.proj_[e] = proj.astype(np.float32)
+        self.resid_[e] = np.maximum(resid, floor).astype(np.float32)
+
+    def clone(self) -> Self:
+        return type(self)(**self.get_params())
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features,
+            "alpha": self.alpha,
+            "cov_alpha": self.cov_alpha,
+            "var_explained": self.var_explained,
+            "refit_every": self.refit_every,
+            "warmup": self.warmup,
+            "clip_z": self.clip_z,
+            "rel_sd_floor": self.rel_sd_floor,
+            "half_life": self.half_life,
+            "seed": self.seed,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {k: getattr(self, k).copy() for k in _ARRAYS}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        for k in _ARRAYS:
+            setattr(self, k, snap[k].copy())
+
+    def nbytes_per_entity(self) -> float:
+        return sum(getattr(self, k).nbytes for k in _ARRAYS) / len(self.count_)
