@@ -16,7 +16,7 @@ Checkpoints are pickles: trust the directory as you trust the code.
 
 >>> import tempfile
 >>> store = CheckpointStore(Path(tempfile.mkdtemp()), group="g", topic="t")
->>> store.save(Checkpoint(partition=0, telemetry_offset=42, positions_offset=7, engine={}))
+>>> _ = store.save(Checkpoint(partition=0, telemetry_offset=42, positions_offset=7, engine={}))
 >>> store.load(0).telemetry_offset, store.load(1)
 (42, None)
 """
@@ -33,7 +33,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+#: 2: positions and market not yet due travel inside the engine's snapshot.
+FORMAT_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -47,14 +48,11 @@ class Checkpoint:
     telemetry_offset
         Next telemetry offset to process: everything before it is in ``engine``.
     positions_offset
-        Next positions.v1 offset to read: everything before it is in ``engine`` or in
-        ``pending_positions``.
+        Next positions.v1 offset to read: everything before it is in ``engine`` (applied,
+        or buffered until its event time).
     engine
-        ``Engine.snapshot()``: features, detectors, last actions, fencing epochs.
-    pending_positions
-        positions.v1 records read but not applied yet (their event time is ahead).
-    market_cursor_ms
-        market.v1 records with event time up to this one have been applied.
+        ``Engine.snapshot()``: registry, context (with the records not yet due),
+        features, detectors, escalation, fencing epochs.
     stats
         Counters that travel with the state (inputs accepted, dead-lettered, ...).
     model_version
@@ -65,8 +63,6 @@ class Checkpoint:
     telemetry_offset: int
     positions_offset: int | None
     engine: dict[str, Any]
-    pending_positions: list[tuple[int, int, Any]] = field(default_factory=list)
-    market_cursor_ms: int | None = None
     stats: dict[str, int] = field(default_factory=dict)
     model_version: str | None = None
     writer: str = ""

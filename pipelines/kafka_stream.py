@@ -22,6 +22,7 @@ import orjson
 
 from pipelines.alertmanager import AlertNotifier
 from pipelines.checkpoint import CheckpointStore
+from pipelines.driver import Topics, dead_letter
 from pipelines.feed import FeedMonitor
 from pipelines.kafka_io import (
     GuardedListener,
@@ -37,7 +38,6 @@ from pipelines.partition import (
     MarketLog,
     PartitionTask,
 )
-from pipelines.stream import Topics, dead_letter
 from predictor.errors import SinkError, ValidationError
 from predictor.events import (
     Reject,
@@ -288,7 +288,7 @@ class KafkaStreamWorker:
             for p, task in self.tasks.items():
                 if task.pending_records:
                     frontier = min(market_frontier, positions[p])
-                    out.extend(task.advance(frontier, self.market))
+                    out.extend(task.advance(frontier))
         out.extend(self._watch_silence())
         self.counters["polled"] += n
         if out:
@@ -365,7 +365,7 @@ class KafkaStreamWorker:
             if newest is not None and not lost:
                 target = max(target, newest)
             if target > wm:
-                out.extend(task.advance_quiet(target, self.market, conditions))
+                out.extend(task.advance_quiet(target, conditions))
         return out
 
     def _telemetry_ends(self) -> dict[int, int]:
@@ -396,6 +396,8 @@ class KafkaStreamWorker:
                         out.append(dead_letter(raw, Reject(0, exc.reason, exc.detail), self.topics))
                         continue
                     self.market.add(tp.partition, r.offset, m)
+                    for task in self.tasks.values():
+                        task.add_market([m])
         return out
 
     def _log_ends(self, _consumer: Any, tps: list[Any]) -> dict[Any, int]:
@@ -593,7 +595,10 @@ class KafkaStreamWorker:
     def _restore(self, p: int) -> PartitionTask:
         ck = self.store.load(p)
         self._to_seek.add(p)
-        return PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
+        task = PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
+        # market.v1 read so far, from what the restored state has not applied yet
+        task.add_market(self.market.between(task.engine.context.applied_ms, math.inf))
+        return task
 
     def _rewind(self) -> None:
         """Throw away state past the checkpoints and read again from their offsets."""

@@ -329,7 +329,7 @@ class LiveState:
             raise _batch_error(batch.rejects)
         wanted = list(dict.fromkeys(batch.keys))
         with self.lock:
-            slot = self.engine._slot
+            slot = self.engine.registry.slot
             known = {k for k in wanted if k in slot}
             scratch = self.engine.scratch_for(wanted, config)
         res = scratch.process(batch, decide=False)

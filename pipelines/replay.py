@@ -51,8 +51,8 @@ def replay(
     layout = None
     offset = 0
     for chunk in sim.iter_chunks(cfg.hours, chunk_s=60.0):
-        engine.update_market(chunk.market)
-        engine.update_positions(chunk.positions)
+        engine.add_market(chunk.market)
+        engine.add_positions(chunk.positions)
         if layout is None:
             layout = detect_layout(chunk.telemetry, engine.config.metric_names)
         res = engine.process(frame_to_batch(chunk.telemetry, layout, offset))

@@ -28,10 +28,23 @@ Silence
     share is quiet (a Kafka partition holding only a dark system) moves event time on
     with :meth:`Engine.advance_to`, and the heartbeat rule fires there too.
 
+Context
+    Positions and market records are handed to the engine as they arrive
+    (:meth:`Engine.add_positions`, :meth:`Engine.add_market`) and take effect at the
+    first tick at or after their event time (:mod:`predictor.context`): one rule for
+    every mode, so the demo, Kafka, a replay and a backtest decide alike.
+
 Emission
     A component's recommendation is emitted when its action escalates, at once, or
-    de-escalates after the lower action has held for ``hold_s`` (no flapping). Every
-    emission bumps the system's fencing ``epoch``.
+    de-escalates after the lower action has held for ``hold_s`` (no flapping); see
+    :mod:`predictor.escalation`. Every emission bumps the system's fencing ``epoch``.
+
+State
+    The engine composes one object per concept — :class:`~predictor.registry.Registry`
+    (who), :class:`~predictor.context.Context` (positions, market),
+    :class:`~predictor.escalation.Escalation` (current actions), features, detector —
+    and the loop's own arrays. :meth:`Engine.snapshot` is an explicit, versioned value
+    of each, never the object's ``__dict__``.
 """
 
 from __future__ import annotations
@@ -45,31 +58,24 @@ from typing import Any
 import numpy as np
 
 from predictor import views
-from predictor.batching import rounds
-from predictor.detectors import Detector, make_detector
-from predictor.errors import ModelError, ValidationError
-from predictor.events import (
-    SESSIONS,
-    MarketState,
-    Position,
-    Reject,
-    TelemetryBatch,
-    parse_market,
-    parse_position,
-    validated,
+from predictor.admission import (
+    ORDER_REASONS,
+    batch_future_limit,
+    order_checks,
+    watermark_limit,
 )
+from predictor.batching import rounds
+from predictor.context import Context
+from predictor.detectors import Detector, make_detector
+from predictor.errors import ConfigError, ModelError
+from predictor.escalation import Escalation
+from predictor.events import Reject, TelemetryBatch
 from predictor.features import DEFAULT_METRICS, FeatureState
 from predictor.health import host_health, roll_up_min, system_health
-from predictor.market import (
-    CLOSING_AUCTION,
-    CONTINUOUS,
-    OPENING_AUCTION,
-    CostConfig,
-    Exposure,
-    MarketArrays,
-)
-from predictor.policy import AT_WINDOW, PREPARE, WATCH, PolicyConfig, decide
-from predictor.recommend import build_recommendation
+from predictor.market import CostConfig
+from predictor.policy import PolicyConfig, decide
+from predictor.recommend import RecommendationInput, build_recommendation
+from predictor.registry import Registry, grow
 from predictor.risk import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -78,6 +84,10 @@ logger = logging.getLogger(__name__)
 #: is deliberately *not* a model feature: training files carry telemetry only, and a
 #: feature the stream has but training lacks would break train/serve parity.
 EXTRA_FEATURES = ("anomaly_score",)
+
+#: Version of :meth:`Engine.snapshot`'s layout (2: one part per concept).
+SNAPSHOT_VERSION = 2
+_NEVER = int(np.iinfo(np.int64).min // 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +172,6 @@ def feature_names(metric_names: Sequence[str] = DEFAULT_METRICS) -> list[str]:
     return FeatureState(metric_names, capacity=1).feature_names + list(EXTRA_FEATURES)
 
 
-class _Grow:
-    """Capacity bookkeeping for per-slot arrays."""
-
-    @staticmethod
-    def grow(arr: np.ndarray, size: int, fill: float | int | bool) -> np.ndarray:
-        if size <= len(arr):
-            return arr
-        new = np.full((max(size, 2 * len(arr)), *arr.shape[1:]), fill, dtype=arr.dtype)
-        new[: len(arr)] = arr
-        return new
-
-
 class Engine:
     """The stateful loop for a set of systems.
 
@@ -203,65 +201,33 @@ class Engine:
         self.features = FeatureState(cfg.metric_names)
         self.detector: Detector = make_detector(cfg.detector, len(cfg.metric_names))
         self.feature_names = self.features.feature_names + list(EXTRA_FEATURES)
-        self._critical = dict(critical or {})
-        self._system_venue_cfg = dict(system_venue or {})
         self.model: RiskModel | None = None
         self.set_model(model)
+        self.registry = Registry(critical, system_venue)
+        self.context = Context(self.registry)
+        self.escalation = Escalation()
 
-        self._slot: dict[tuple[str, str, str], int] = {}
-        self._keys: list[tuple[str, str, str]] = []
-        self._comp: dict[tuple[str, str], int] = {}
-        self._comp_keys: list[tuple[str, str]] = []
-        self._comp_slots: list[list[int]] = []
-        self._system: dict[str, int] = {}
-        self._system_names: list[str] = []
-        self._venue: dict[str, int] = {}
-        self._venue_names: list[str] = []
-
-        self.slot_comp = np.zeros(64, dtype=np.int64)
+        # per host (slot)
         self.risk = np.full(64, np.nan)
-        self.risk_ts = np.full(64, np.iinfo(np.int64).min // 2, dtype=np.int64)
+        self.risk_ts = np.full(64, _NEVER, dtype=np.int64)
         self.anomaly = np.zeros(64)
         self.dead = np.zeros(64, dtype=bool)
         self.latest = np.zeros((64, len(self.feature_names)), dtype=np.float32)
-
-        self.comp_system = np.zeros(16, dtype=np.int64)
-        self.comp_critical = np.ones(16, dtype=bool)
-        self.comp_action = np.zeros(16, dtype=np.int8)
-        self.comp_lower_since = np.full(16, -1, dtype=np.int64)
-        self.comp_fail_since = np.full(16, -1, dtype=np.int64)
-
-        self.sys_venue = np.full(8, -1, dtype=np.int64)
-        self.sys_net = np.zeros(8)
-        self.sys_gross = np.zeros(8)
-        self.sys_orders = np.zeros(8)
+        self.host_health = np.full(64, 100.0)
+        # per component / system
+        self.comp_health = np.full(16, 100.0)
+        self.sys_health = np.full(8, 100.0)
+        #: Fencing token per system: grows with every recommendation of the system.
         self.sys_epoch = np.zeros(8, dtype=np.int64)
-        self.sys_positions_ts = np.zeros(8, dtype=np.int64)
-
-        self.v_vol = np.zeros(4)
-        self.v_spread = np.zeros(4)
-        self.v_depth = np.zeros(4)
-        self.v_session = np.zeros(4, dtype=np.int64)
-        self.v_event = np.zeros(4, dtype=bool)
-        self.v_ts = np.zeros(4, dtype=np.int64)
-        self.v_session_since = np.zeros(4, dtype=np.int64)
-        self.v_event_since = np.zeros(4, dtype=np.int64)
+        self.latest_rec: dict[int, dict[str, Any]] = {}
 
         self.watermark_ms: int | None = None
         self.last_tick_ms: int | None = None
         #: Event time the feed last resumed after a global gap; silence counts from here.
-        self.resumed_ms: int = np.iinfo(np.int64).min // 4
-        self.host_health = np.full(64, 100.0)
-        self.comp_health = np.full(16, 100.0)
-        self.sys_health = np.full(8, 100.0)
-        self.latest_rec: dict[int, dict[str, Any]] = {}
-        self.counters: dict[str, int] = {
-            "events": 0,
-            "rejected": 0,
-            "risk_scored": 0,
-            "recommendations": 0,
-            "ticks": 0,
-        }
+        self.resumed_ms: int = _NEVER
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("events", "rejected", "risk_scored", "recommendations", "ticks"), 0
+        )
         self.reject_reasons: dict[str, int] = {}
 
     # -- model ------------------------------------------------------------------------
@@ -283,137 +249,56 @@ class Engine:
     def model_version(self) -> str | None:
         return self.model.version if self.model else None
 
-    # -- registries -------------------------------------------------------------------
-    def _register(self, key: tuple[str, str, str]) -> int:
-        slot = len(self._keys)
-        self._slot[key] = slot
-        self._keys.append(key)
-        system, component, _host = key
-        sidx = self._system_index(system)
-        ckey = (system, component)
-        cidx = self._comp.get(ckey)
-        if cidx is None:
-            cidx = len(self._comp_keys)
-            self._comp[ckey] = cidx
-            self._comp_keys.append(ckey)
-            self._comp_slots.append([])
-            n = cidx + 1
-            self.comp_system = _Grow.grow(self.comp_system, n, 0)
-            self.comp_critical = _Grow.grow(self.comp_critical, n, True)
-            self.comp_action = _Grow.grow(self.comp_action, n, 0)
-            self.comp_lower_since = _Grow.grow(self.comp_lower_since, n, -1)
-            self.comp_fail_since = _Grow.grow(self.comp_fail_since, n, -1)
-            self.comp_health = _Grow.grow(self.comp_health, n, 100.0)
-            self.comp_system[cidx] = sidx
-            self.comp_critical[cidx] = self._critical.get(ckey, True)
-        self._comp_slots[cidx].append(slot)
-        n = slot + 1
-        self.slot_comp = _Grow.grow(self.slot_comp, n, 0)
-        self.risk = _Grow.grow(self.risk, n, np.nan)
-        self.risk_ts = _Grow.grow(self.risk_ts, n, np.iinfo(np.int64).min // 2)
-        self.anomaly = _Grow.grow(self.anomaly, n, 0.0)
-        self.dead = _Grow.grow(self.dead, n, False)
-        self.latest = _Grow.grow(self.latest, n, 0.0)
-        self.host_health = _Grow.grow(self.host_health, n, 100.0)
-        self.slot_comp[slot] = cidx
-        return slot
+    @property
+    def top_reasons(self) -> int:
+        return self.config.top_reasons
 
-    def _system_index(self, system: str) -> int:
-        sidx = self._system.get(system)
-        if sidx is None:
-            sidx = len(self._system_names)
-            self._system[system] = sidx
-            self._system_names.append(system)
-            n = sidx + 1
-            for name, fill in (
-                ("sys_venue", -1),
-                ("sys_net", 0.0),
-                ("sys_gross", 0.0),
-                ("sys_orders", 0.0),
-                ("sys_epoch", 0),
-                ("sys_positions_ts", 0),
-                ("sys_health", 100.0),
-            ):
-                setattr(self, name, _Grow.grow(getattr(self, name), n, fill))
-            venue = self._system_venue_cfg.get(system)
-            if venue is not None:
-                self.sys_venue[sidx] = self._venue_index(venue)
-        return sidx
-
-    def _venue_index(self, venue: str) -> int:
-        vidx = self._venue.get(venue)
-        if vidx is None:
-            vidx = len(self._venue_names)
-            self._venue[venue] = vidx
-            self._venue_names.append(venue)
-            n = vidx + 1
-            # Until a venue reports, assume it is open and ordinary: the conservative
-            # guess for an outage, neither free nor penalised for a switch.
-            for name, fill in (
-                ("v_vol", 2.0),
-                ("v_spread", 2.0),
-                ("v_depth", 5e6),
-                ("v_session", CONTINUOUS),
-                ("v_event", False),
-                ("v_ts", 0),
-                ("v_session_since", 0),
-                ("v_event_since", 0),
-            ):
-                setattr(self, name, _Grow.grow(getattr(self, name), n, fill))
-        return vidx
-
+    # -- who --------------------------------------------------------------------------
     @property
     def n_entities(self) -> int:
-        return len(self._keys)
+        return self.registry.n_entities
 
-    # -- context streams --------------------------------------------------------------
-    def update_positions(self, objs: Iterable[Any]) -> list[Reject]:
-        """Apply positions.v1 updates (objects or ``Position``); newest per system wins."""
-        rejects = []
-        for i, obj in enumerate(objs):
-            try:
-                pos = obj if isinstance(obj, Position) else validated(parse_position, obj)
-            except ValidationError as exc:
-                rejects.append(Reject(i, exc.reason, exc.detail))
-                continue
-            s = self._system_index(pos.system)
-            if pos.ts_ms < self.sys_positions_ts[s]:
-                continue
-            self.sys_positions_ts[s] = pos.ts_ms
-            self.sys_venue[s] = self._venue_index(pos.venue)
-            self.sys_net[s] = pos.net_notional_usd
-            self.sys_gross[s] = pos.gross_notional_usd
-            self.sys_orders[s] = pos.open_orders
-        self._count_rejects(rejects)
+    @property
+    def systems(self) -> list[str]:
+        return list(self.registry.system_names)
+
+    def _register(self, key: tuple[str, str, str]) -> int:
+        reg = self.registry
+        slot = reg.register(key)
+        n = slot + 1
+        self.risk = grow(self.risk, n, np.nan)
+        self.risk_ts = grow(self.risk_ts, n, _NEVER)
+        self.anomaly = grow(self.anomaly, n, 0.0)
+        self.dead = grow(self.dead, n, False)
+        self.latest = grow(self.latest, n, 0.0)
+        self.host_health = grow(self.host_health, n, 100.0)
+        self._ensure_levels()
+        return slot
+
+    def _ensure_levels(self) -> None:
+        reg = self.registry
+        self.comp_health = grow(self.comp_health, reg.n_components, 100.0)
+        self.escalation.ensure(reg.n_components)
+        self.sys_health = grow(self.sys_health, reg.n_systems, 100.0)
+        self.sys_epoch = grow(self.sys_epoch, reg.n_systems, 0)
+        self.context.ensure_systems(reg.n_systems)
+        self.context.ensure_venues(reg.n_venues)
+
+    # -- context ----------------------------------------------------------------------
+    def add_positions(self, objs: Iterable[Any]) -> list[Reject]:
+        """Hand over positions.v1 records; each applies at the first tick ≥ its time."""
+        rejects = self.context.add_positions(objs)
+        self.count_rejects(rejects)
         return rejects
 
-    def update_market(self, objs: Iterable[Any]) -> list[Reject]:
-        """Apply market.v1 updates (objects or ``MarketState``); newest per venue wins."""
-        rejects = []
-        for i, obj in enumerate(objs):
-            try:
-                m = obj if isinstance(obj, MarketState) else validated(parse_market, obj)
-            except ValidationError as exc:
-                rejects.append(Reject(i, exc.reason, exc.detail))
-                continue
-            v = self._venue_index(m.venue)
-            if m.ts_ms < self.v_ts[v]:
-                continue
-            code = SESSIONS.index(m.session)
-            if self.v_ts[v] == 0 or code != self.v_session[v]:
-                self.v_session_since[v] = m.ts_ms
-            if m.event_risk and not self.v_event[v]:
-                self.v_event_since[v] = m.ts_ms
-            self.v_ts[v] = m.ts_ms
-            self.v_vol[v] = m.volatility_bps_per_min
-            self.v_spread[v] = m.spread_bps
-            self.v_depth[v] = m.depth_usd
-            self.v_session[v] = code
-            self.v_event[v] = m.event_risk
-        self._count_rejects(rejects)
+    def add_market(self, objs: Iterable[Any]) -> list[Reject]:
+        """Hand over market.v1 records; each applies at the first tick ≥ its time."""
+        rejects = self.context.add_market(objs)
+        self.count_rejects(rejects)
         return rejects
 
-    def _count_rejects(self, rejects: Sequence[Reject]) -> None:
+    def count_rejects(self, rejects: Sequence[Reject]) -> None:
+        """Count rejected input by reason (the engine's own and its driver's)."""
         self.counters["rejected"] += len(rejects)
         for r in rejects:
             self.reject_reasons[r.reason] = self.reject_reasons.get(r.reason, 0) + 1
@@ -430,27 +315,31 @@ class Engine:
         cfg = self.config
         rejects = list(batch.rejects)
         n = len(batch)
-        future_limit = 0
-        if n:
-            # A bogus far-future stamp would move the watermark and fire the heartbeat
-            # rule fleet-wide. The limit follows the batch (a replay of old data is fine)
-            # and widens with the batch's own spread (one wide batch of history too).
-            med = int(np.median(batch.ts_ms))
-            spread = med - int(batch.ts_ms.min())
-            future_limit = med + spread + int(cfg.max_future_skew_s * 1000)
+        skew_ms = int(cfg.max_future_skew_s * 1000)
+        future_limit = batch_future_limit(batch.ts_ms, skew_ms) if n else 0
         slots, ok = self._slots_for(batch.keys)
         if n and self.watermark_ms is not None:
-            future_limit = self._watermark_limit(slots, batch.ts_ms, future_limit)
+            future_limit = watermark_limit(
+                self.watermark_ms, slots, batch.ts_ms, future_limit, self.n_entities, skew_ms
+            )
         for i in np.flatnonzero(~ok).tolist():
             rejects.append(Reject(int(batch.index[i]), "entity_capacity", "/".join(batch.keys[i])))
         ts_all = batch.ts_ms
-        reason = self._order_checks(slots, ts_all, ok, future_limit)
+        reason = order_checks(
+            slots,
+            ts_all,
+            ok,
+            future_limit,
+            self.features.n > 0,
+            self.features.last_ts,
+            int(cfg.late_tolerance_s * 1000),
+        )
         for i in np.flatnonzero(reason > 0).tolist():
             key = "/".join(batch.keys[i])
-            why = _ORDER_REASONS[int(reason[i])]
+            why = ORDER_REASONS[int(reason[i])]
             rejects.append(Reject(int(batch.index[i]), why, f"{key} ts={int(ts_all[i])}"))
         ok &= reason == 0
-        self._count_rejects(rejects)
+        self.count_rejects(rejects)
 
         slots, ts, x, index = slots[ok], batch.ts_ms[ok], batch.x[ok], batch.index[ok]
         keys = [k for k, good in zip(batch.keys, ok.tolist(), strict=True) if good]
@@ -507,14 +396,14 @@ class Engine:
 
     def _slots_for(self, keys: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray]:
         """Entity slots of ``keys``, registering new ones; ``ok`` False over capacity."""
-        get = self._slot.get
+        get = self.registry.slot.get
         found = [get(k) for k in keys]
         ok = np.ones(len(keys), dtype=bool)
         if None in found:
             for i, s in enumerate(found):
                 if s is None:
-                    s = self._slot.get(keys[i])  # registered earlier in this batch
-                    if s is None and len(self._keys) < self.config.max_entities:
+                    s = get(keys[i])  # registered earlier in this batch
+                    if s is None and self.n_entities < self.config.max_entities:
                         s = self._register(keys[i])
                     if s is None:
                         ok[i] = False
@@ -524,64 +413,6 @@ class Engine:
         if len(slots):
             self.features.ensure(int(slots.max()) + 1)
         return slots, ok
-
-    def _watermark_limit(self, slots: np.ndarray, ts: np.ndarray, batch_limit: int) -> int:
-        """Tighten the future limit to the watermark unless the batch moves as a whole.
-
-        Beyond ``watermark + max_future_skew_s`` an event is only believed when enough
-        distinct entities of the batch are there too (a stream resuming after a gap);
-        one bogus stamp, alone in its poll, is not enough to move time for everyone.
-        """
-        assert self.watermark_ms is not None
-        limit = self.watermark_ms + int(self.config.max_future_skew_s * 1000)
-        beyond = ts > limit
-        if not beyond.any():
-            return batch_limit
-        support = len(np.unique(slots[beyond]))
-        needed = max(1, min(3, (self.n_entities + 1) // 2))
-        return batch_limit if support >= needed else min(batch_limit, limit)
-
-    def _order_checks(
-        self, slots: np.ndarray, ts: np.ndarray, ok: np.ndarray, future_limit: int
-    ) -> np.ndarray:
-        """Per row: 0 fine, else a code of ``_ORDER_REASONS`` (vectorised, in order).
-
-        An event is a ``duplicate`` when its time equals the latest earlier time of its
-        entity, ``out_of_order`` when it is older than that by more than the tolerance.
-        "Earlier" spans the entity's state and the rows before it in this batch.
-        """
-        n = len(slots)
-        reason = np.zeros(n, dtype=np.int8)
-        if n == 0:
-            return reason
-        future = ok & (ts > future_limit)
-        reason[future] = 1
-        valid = ok & ~future
-        fn, fl = self.features.n[slots], self.features.last_ts[slots]
-        none = np.iinfo(np.int64).min // 4
-        state_prev = np.where(fn > 0, fl, none)
-        order = np.lexsort((np.arange(n), slots))
-        s_sorted = slots[order]
-        first = np.ones(n, dtype=bool)
-        first[1:] = s_sorted[1:] != s_sorted[:-1]
-        gid = np.cumsum(first) - 1
-        t0 = int(ts[valid].min()) - 1 if valid.any() else 0
-        rel = np.where(valid[order], ts[order] - t0, 0)  # 0: "nothing", valid rows ≥ 1
-        big = np.int64(1) << np.int64(41)
-        running = np.maximum.accumulate(gid * big + rel) - gid * big
-        prev_rel = np.empty(n, dtype=np.int64)
-        prev_rel[0] = 0
-        prev_rel[1:] = running[:-1]
-        prev_rel[first] = 0
-        prev_batch = np.where(prev_rel > 0, prev_rel + t0, none)
-        prev = np.empty(n, dtype=np.int64)
-        prev[order] = prev_batch
-        prev = np.maximum(prev, state_prev)
-        has = valid & (prev > none)
-        tol = int(self.config.late_tolerance_s * 1000)
-        reason[has & (ts == prev)] = 2
-        reason[has & (ts < prev - tol)] = 3
-        return reason
 
     def _ingest(
         self, s: np.ndarray, t: np.ndarray, x: np.ndarray
@@ -655,8 +486,10 @@ class Engine:
         cfg = self.config
         self.last_tick_ms = t_ms
         self.counters["ticks"] += 1
-        n = self.n_entities
-        nc = len(self._comp_keys)
+        self.context.apply_due(t_ms)
+        self._ensure_levels()
+        reg = self.registry
+        n, nc, ns = reg.n_entities, reg.n_components, reg.n_systems
         if n == 0:
             return []
         seen = self.features.n[:n] > 0
@@ -666,11 +499,11 @@ class Engine:
 
         hh = host_health(self.risk[:n], self.anomaly[:n], dead)
         self.host_health[:n] = hh
-        comp_of = self.slot_comp[:n]
+        comp_of = reg.slot_comp[:n]
+        comp_system = reg.comp_system[:nc]
         self.comp_health[:nc] = roll_up_min(hh, comp_of, nc)
-        ns = len(self._system_names)
         self.sys_health[:ns] = system_health(
-            self.comp_health[:nc], self.comp_system[:nc], self.comp_critical[:nc], ns
+            self.comp_health[:nc], comp_system, reg.comp_critical[:nc], ns
         )
 
         comp_risk = np.full(nc, -np.inf)
@@ -680,63 +513,40 @@ class Engine:
         comp_dead = np.zeros(nc, dtype=bool)
         comp_dead[comp_of[dead]] = True
 
-        sysi = self.comp_system[:nc]
-        exposure = Exposure(self.sys_net[sysi], self.sys_gross[sysi], self.sys_orders[sysi])
-        venue = self.sys_venue[sysi]
-        known = venue >= 0
-        v = np.maximum(venue, 0)
-
-        def pick(arr: np.ndarray, default: float | int | bool) -> np.ndarray:
-            return np.where(known, arr[v], default)
-
-        market = MarketArrays(
-            pick(self.v_vol, 2.0),
-            pick(self.v_spread, 2.0),
-            pick(self.v_depth, 5e6),
-            pick(self.v_session, CONTINUOUS),
-            pick(self.v_event, False),
-        )
-        window = np.full(nc, np.nan)
-        sess = market.session
-        in_auction = (sess == OPENING_AUCTION) | (sess == CLOSING_AUCTION)
-        auction_end = self.v_session_since[v] + cfg.costs.auction_length_s * 1000
-        event_end = self.v_event_since[v] + cfg.costs.event_risk_length_s * 1000
-        ends = np.where(in_auction, auction_end, -np.inf)
-        ends = np.where(market.event_risk, np.maximum(ends, event_end), ends)
-        has = known & np.isfinite(ends)
-        # A window that should already have opened is assumed to open within 30 s.
-        window[has] = np.maximum((ends[has] - t_ms) / 1000.0, 30.0)
-
+        ctx = self.context.for_components(comp_system, t_ms, cfg.costs)
         decision = decide(
-            comp_risk, comp_dead, exposure, market, window, cfg.policy, cfg.costs, self.horizon_s
+            comp_risk,
+            comp_dead,
+            ctx.exposure,
+            ctx.market,
+            ctx.window_s,
+            cfg.policy,
+            cfg.costs,
+            self.horizon_s,
         )
         proposed = decision.action
         if self.model is None:  # without a model only the heartbeat rule decides
             proposed = np.where(comp_dead, proposed, 0).astype(np.int8)
-        # A one-off spike in risk should warm the standby, not move the book.
-        fail = proposed >= AT_WINDOW
-        fail_since = self.comp_fail_since[:nc]
-        fail_since[~fail] = -1
-        fail_since[fail & (fail_since < 0)] = t_ms
-        unconfirmed = fail & ~comp_dead & (t_ms - fail_since < int(cfg.confirm_s * 1000))
-        proposed = np.where(unconfirmed, PREPARE, proposed).astype(np.int8)
-        current = self.comp_action[:nc]
-        up = proposed > current
-        # After a failover recommendation, only an all-clear (risk back under the watch
-        # threshold) de-escalates: a dip to "prepare" is no reason to undo a switch.
-        down = (proposed < current) & ((current < AT_WINDOW) | (proposed <= WATCH))
-        since = self.comp_lower_since[:nc]
-        since[~down] = -1
-        since[down & (since < 0)] = t_ms
-        hold = int(cfg.hold_s * 1000)
-        emit = up | (down & (t_ms - since >= hold))
+        emit, actions = self.escalation.step(proposed, comp_dead, t_ms, cfg.confirm_s, cfg.hold_s)
         out = []
         for c in np.flatnonzero(emit).tolist():
-            out.append(
-                build_recommendation(self, c, int(proposed[c]), t_ms, decision, comp_risk, market)
+            s = int(comp_system[c])
+            self.sys_epoch[s] += 1
+            rec = build_recommendation(
+                self,
+                RecommendationInput(
+                    component=c,
+                    action=int(actions[c]),
+                    t_ms=t_ms,
+                    epoch=int(self.sys_epoch[s]),
+                    decision=decision,
+                    comp_risk=comp_risk,
+                    context=ctx,
+                ),
             )
-            current[c] = proposed[c]
-            since[c] = -1
+            self.latest_rec[c] = rec
+            self.counters["recommendations"] += 1
+            out.append(rec)
         return out
 
     # -- views for the API and the terminal (predictor.views) ----------------------------
@@ -748,52 +558,81 @@ class Engine:
         """Components, hosts, exposure and market of one system."""
         return views.system_view(self, system)
 
-    @property
-    def systems(self) -> list[str]:
-        return list(self._system_names)
-
     # -- state -----------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """Everything but the model and config, as a picklable value."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("model", "config")}
-        state["features"] = self.features.snapshot()
-        state["detector"] = self.detector.snapshot()
-        return copy.deepcopy(state)
+        """The state as a picklable value (not the model or config): one part per concept.
+
+        Versioned: :meth:`from_snapshot` refuses a layout it does not know, by name.
+        """
+        reg = self.registry
+        n, nc, ns = reg.n_entities, reg.n_components, reg.n_systems
+        return copy.deepcopy(
+            {
+                "version": SNAPSHOT_VERSION,
+                "registry": reg.snapshot(),
+                "context": self.context.snapshot(),
+                "escalation": self.escalation.snapshot(nc),
+                "features": self.features.snapshot(),
+                "detector": self.detector.snapshot(),
+                "hosts": {name: getattr(self, name)[:n] for name in _HOST_ARRAYS},
+                "components": {"health": self.comp_health[:nc]},
+                "systems": {"health": self.sys_health[:ns], "epoch": self.sys_epoch[:ns]},
+                "latest_rec": self.latest_rec,
+                "clock": {
+                    "watermark_ms": self.watermark_ms,
+                    "last_tick_ms": self.last_tick_ms,
+                    "resumed_ms": self.resumed_ms,
+                },
+                "counters": self.counters,
+                "reject_reasons": self.reject_reasons,
+            }
+        )
 
     @classmethod
     def from_snapshot(
         cls, snap: dict[str, Any], config: EngineConfig, model: RiskModel | None = None
     ) -> Engine:
-        eng = cls(config)
+        version = snap.get("version")
+        if version != SNAPSHOT_VERSION:
+            raise ConfigError(
+                f"engine snapshot version {version!r} is not {SNAPSHOT_VERSION}: a checkpoint "
+                "from another release; remove the checkpoint directory to start afresh"
+            )
         state = copy.deepcopy(snap)
-        eng.features = FeatureState.from_snapshot(state.pop("features"))
-        eng.detector.restore(state.pop("detector"))
-        eng.__dict__.update(state)
+        reg = Registry.from_snapshot(state["registry"])
+        eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg)
+        eng.registry = reg
+        eng.context = Context(reg)
+        eng.context.restore(state["context"])
+        eng.escalation.restore(state["escalation"])
+        eng.features = FeatureState.from_snapshot(state["features"])
+        eng.detector.restore(state["detector"])
+        for name, arr in state["hosts"].items():
+            setattr(eng, name, grow(np.asarray(arr), 64, _HOST_FILL[name]))
+        eng.comp_health = grow(np.asarray(state["components"]["health"]), 16, 100.0)
+        eng.sys_health = grow(np.asarray(state["systems"]["health"]), 8, 100.0)
+        eng.sys_epoch = grow(np.asarray(state["systems"]["epoch"], dtype=np.int64), 8, 0)
+        eng._ensure_levels()
+        eng.latest_rec = {int(k): v for k, v in state["latest_rec"].items()}
+        clock = state["clock"]
+        eng.watermark_ms = clock["watermark_ms"]
+        eng.last_tick_ms = clock["last_tick_ms"]
+        eng.resumed_ms = clock["resumed_ms"]
+        eng.counters = state["counters"]
+        eng.reject_reasons = state["reject_reasons"]
         eng.set_model(model)
         return eng
 
     def nbytes_per_entity(self) -> float:
         """State bytes per tracked host: features + detector + loop arrays."""
         n = max(1, self.n_entities)
-        loop = sum(
-            a.nbytes / len(a)
-            for a in (
-                self.slot_comp,
-                self.risk,
-                self.risk_ts,
-                self.anomaly,
-                self.dead,
-                self.latest,
-                self.host_health,
-            )
-        )
+        loop = sum(getattr(self, name).nbytes / len(getattr(self, name)) for name in _HOST_ARRAYS)
+        loop += self.registry.slot_comp.nbytes / len(self.registry.slot_comp)
         return (
             self.features.nbytes_per_entity()
             + self.detector.nbytes_per_entity()
             + loop
-            + (
-                200.0 * len(self._keys) / n  # registry dict + key tuple, measured ≈ 200 B
-            )
+            + 200.0 * self.n_entities / n  # registry dict + key tuple, measured ≈ 200 B
         )
 
     def scratch_for(
@@ -809,13 +648,15 @@ class Engine:
         """
         from predictor.detectors import EwmaZ, RiverHST  # here only: one method uses them
 
-        eng = Engine(config or self.config, None, self._critical, self._system_venue_cfg)
+        reg = self.registry
+        eng = Engine(config or self.config, None, reg.critical_cfg, reg.system_venue_cfg)
         eng.set_model(self.model)
         eng.watermark_ms = self.watermark_ms
         eng.last_tick_ms = self.last_tick_ms
+        eng.resumed_ms = self.resumed_ms
         src: list[int] = []
         for key in dict.fromkeys(keys):
-            s = self._slot.get(key)
+            s = reg.slot.get(key)
             if s is not None:
                 src.append(s)
                 eng._register(key)
@@ -845,7 +686,15 @@ class Engine:
         return eng
 
 
-_ORDER_REASONS = ("", "future_timestamp", "duplicate", "out_of_order")
+_HOST_ARRAYS = ("risk", "risk_ts", "anomaly", "dead", "latest", "host_health")
+_HOST_FILL: dict[str, float | int | bool] = {
+    "risk": np.nan,
+    "risk_ts": _NEVER,
+    "anomaly": 0.0,
+    "dead": False,
+    "latest": 0.0,
+    "host_health": 100.0,
+}
 
 
 def _last_per_key(keys: np.ndarray) -> np.ndarray:

@@ -1,40 +1,69 @@
-"""Read-only views of an engine's state, for the API and the terminal.
+"""Read-only views of an engine's state, for the API, the terminal and health.v1.
 
-Functions of an :class:`~predictor.engine.Engine` (its methods of the same names call
-them): the engine stays about the loop, these about presenting it.
+Pure functions of explicit state: :class:`ViewState` names every attribute they read
+(the engine has them), so the engine stays about the loop and these about presenting it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from predictor.errors import UnknownEntityError
-from predictor.events import SESSIONS, ms_to_iso
+from predictor.events import ms_to_iso
 from predictor.policy import ACTIONS
 
 if TYPE_CHECKING:
-    from predictor.engine import Engine
+    from predictor.context import Context
+    from predictor.escalation import Escalation
+    from predictor.features import FeatureState
+    from predictor.registry import Registry
 
 
-def systems_view(self: Engine) -> list[dict[str, Any]]:
+class ViewState(Protocol):
+    """What the views read of the engine."""
+
+    registry: Registry
+    context: Context
+    escalation: Escalation
+    features: FeatureState
+    risk: np.ndarray
+    anomaly: np.ndarray
+    dead: np.ndarray
+    host_health: np.ndarray
+    comp_health: np.ndarray
+    sys_health: np.ndarray
+    sys_epoch: np.ndarray
+    latest_rec: dict[int, dict[str, Any]]
+    watermark_ms: int | None
+
+    @property
+    def horizon_s(self) -> float: ...
+
+    @property
+    def model_version(self) -> str | None: ...
+
+
+def systems_view(state: ViewState) -> list[dict[str, Any]]:
     """One summary per system: health, worst component, most urgent action.
 
     Vectorised over components (the stream publishes this at every tick).
     """
-    nc, n = len(self._comp_keys), self.n_entities
+    reg = state.registry
+    nc, n = reg.n_components, reg.n_entities
     if nc == 0:
         return []
-    sys_of = self.comp_system[:nc]
-    health = self.comp_health[:nc]
+    sys_of = reg.comp_system[:nc]
+    health = state.comp_health[:nc]
     risk = np.full(nc, -np.inf)
-    known = ~np.isnan(self.risk[:n])
-    np.maximum.at(risk, self.slot_comp[:n][known], self.risk[:n][known])
+    known = ~np.isnan(state.risk[:n])
+    np.maximum.at(risk, reg.slot_comp[:n][known], state.risk[:n][known])
     order = np.lexsort((health, sys_of))  # by system, then worst health first
-    bounds = np.searchsorted(sys_of[order], np.arange(len(self._system_names) + 1))
+    bounds = np.searchsorted(sys_of[order], np.arange(reg.n_systems + 1))
+    action = state.escalation.action
     out = []
-    for s, name in enumerate(self._system_names):
+    for s, name in enumerate(reg.system_names):
         comps = order[bounds[s] : bounds[s + 1]]
         if len(comps) == 0:
             continue
@@ -43,80 +72,69 @@ def systems_view(self: Engine) -> list[dict[str, Any]]:
         out.append(
             {
                 "system": name,
-                "health": round(float(self.sys_health[s]), 1),
-                "worst_component": self._comp_keys[worst][1],
+                "health": round(float(state.sys_health[s]), 1),
+                "worst_component": reg.comp_keys[worst][1],
                 "worst_component_health": round(float(health[worst]), 1),
                 "max_risk": None if np.isinf(max_risk) else round(max_risk, 4),
-                "action": ACTIONS[int(self.comp_action[comps].max())],
+                "action": ACTIONS[int(action[comps].max())],
                 "components": len(comps),
-                "epoch": int(self.sys_epoch[s]),
+                "epoch": int(state.sys_epoch[s]),
             }
         )
     return out
 
 
-def comp_risk(self: Engine, c: int) -> float:
-    vals = [self.risk[h] for h in self._comp_slots[c] if not np.isnan(self.risk[h])]
+def comp_risk(state: ViewState, c: int) -> float:
+    """The riskiest host's risk of component ``c`` (NaN before any scoring)."""
+    vals = [state.risk[h] for h in state.registry.comp_slots[c] if not np.isnan(state.risk[h])]
     return max(vals) if vals else float("nan")
 
 
-def system_view(self: Engine, system: str) -> dict[str, Any]:
+def system_view(state: ViewState, system: str) -> dict[str, Any]:
     """Components, hosts, exposure and market of one system."""
-    s = self._system.get(system)
+    reg = state.registry
+    s = reg.system.get(system)
     if s is None:
         raise UnknownEntityError(f"unknown system {system!r}")
-    wm = self.watermark_ms or 0
+    wm = state.watermark_ms or 0
     comps = []
-    for c, (_sys, component) in enumerate(self._comp_keys):
-        if self.comp_system[c] != s:
+    for c, (_sys, component) in enumerate(reg.comp_keys):
+        if reg.comp_system[c] != s:
             continue
         hosts = [
             {
-                "host": self._keys[h][2],
-                "health": round(float(self.host_health[h]), 1),
-                "risk": round_or_none(self.risk[h]),
-                "anomaly_score": round(float(self.anomaly[h]), 4),
-                "heartbeat_age_s": round((wm - int(self.features.last_ts[h])) / 1000.0, 1),
-                "heartbeat_missed": bool(self.dead[h]),
+                "host": reg.keys[h][2],
+                "health": round(float(state.host_health[h]), 1),
+                "risk": round_or_none(state.risk[h]),
+                "anomaly_score": round(float(state.anomaly[h]), 4),
+                "heartbeat_age_s": round((wm - int(state.features.last_ts[h])) / 1000.0, 1),
+                "heartbeat_missed": bool(state.dead[h]),
             }
-            for h in self._comp_slots[c]
+            for h in reg.comp_slots[c]
         ]
         comps.append(
             {
                 "component": component,
-                "critical": bool(self.comp_critical[c]),
-                "health": round(float(self.comp_health[c]), 1),
-                "risk": round_or_none(comp_risk(self, c)),
-                "action": ACTIONS[int(self.comp_action[c])],
+                "critical": bool(reg.comp_critical[c]),
+                "health": round(float(state.comp_health[c]), 1),
+                "risk": round_or_none(comp_risk(state, c)),
+                "action": ACTIONS[int(state.escalation.action[c])],
                 "hosts": hosts,
-                "latest_recommendation": self.latest_rec.get(c),
+                "latest_recommendation": state.latest_rec.get(c),
             }
         )
-    v = int(self.sys_venue[s])
-    market = None
-    if v >= 0:
-        market = {
-            "venue": self._venue_names[v],
-            "session": SESSIONS[int(self.v_session[v])],
-            "volatility_bps_per_min": round(float(self.v_vol[v]), 3),
-            "spread_bps": round(float(self.v_spread[v]), 3),
-            "depth_usd": usd(self.v_depth[v]),
-            "event_risk": bool(self.v_event[v]),
-        }
+    ctx = state.context
+    v = int(ctx.venue_of_systems(np.array([s]))[0])
     return {
         "system": system,
-        "health": round(float(self.sys_health[s]), 1),
+        "health": round(float(state.sys_health[s]), 1),
         "as_of": ms_to_iso(wm) if wm else None,
-        "epoch": int(self.sys_epoch[s]),
-        "exposure_usd": {
-            "net": usd(self.sys_net[s]),
-            "gross": usd(self.sys_gross[s]),
-            "open_orders": int(self.sys_orders[s]),
-        },
-        "market": market,
+        "epoch": int(state.sys_epoch[s]),
+        "exposure_usd": ctx.system_exposure(s),
+        "market": ctx.venue_market(v) if v >= 0 else None,
         "components": comps,
-        "model_version": self.model_version,
-        "horizon_s": self.horizon_s,
+        "model_version": state.model_version,
+        "horizon_s": state.horizon_s,
     }
 
 

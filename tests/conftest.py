@@ -70,3 +70,17 @@ def small_model_dir(small_model: RiskModel, tmp_path_factory: pytest.TempPathFac
 def failure_stream() -> SimStream:
     """45 simulated minutes of a 17-host fleet; eq-oms/order-gateway goes silent at 30 min."""
     return sim_stream(0.75, seed=5, scheduled=[failure_at(1800.0, lead_s=300.0)])
+
+
+@pytest.fixture(scope="session")
+def api_stream() -> SimStream:
+    """``failure_stream`` plus fx-pricing/database going silent at 36 min: the API tests
+    need a few recommendations whatever the model (the heartbeat rule gives them)."""
+    return sim_stream(
+        0.75,
+        seed=5,
+        scheduled=[
+            failure_at(1800.0, lead_s=300.0),
+            failure_at(2160.0, "fx-pricing", "database", lead_s=300.0),
+        ],
+    )

@@ -29,8 +29,8 @@ MAX_EVENTS = 50
 
 
 @pytest.fixture(scope="module")
-def live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
-    return build_live(failure_stream, small_model)
+def live(api_stream: SimStream, small_model: RiskModel) -> LiveState:
+    return build_live(api_stream, small_model)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def next_events(live: LiveState, n: int = 5) -> list[dict[str, Any]]:
     """Events just after the watermark for a known host, plus one unknown host."""
     wm = live.engine.watermark_ms
     assert wm is not None
-    system, component, host = live.engine._keys[0]
+    system, component, host = live.engine.registry.keys[0]
     out = [
         telemetry_event(
             wm + (i + 1) * INTERVAL_MS,
@@ -68,7 +68,7 @@ def state_of(live: LiveState) -> dict[str, Any]:
         "features": {k: v.tobytes() for k, v in eng.features.snapshot()["arrays"].items()},
         "detector": pickle.dumps(eng.detector.snapshot()),
         "risk": eng.risk.tobytes(),
-        "keys": list(eng._keys),
+        "keys": list(eng.registry.keys),
     }
 
 
@@ -311,7 +311,7 @@ def test_score_too_many_events_is_413(client: TestClient, live: LiveState) -> No
 
 def test_score_rejected_by_the_engine(client: TestClient, live: LiveState) -> None:
     """Order checks run in the what-if too: a duplicate of a live event is a 422."""
-    system, component, host = live.engine._keys[0]
+    system, component, host = live.engine.registry.keys[0]
     last = int(live.engine.features.last_ts[0])
     r = client.post("/v1/score", json=[telemetry_event(last, system, component, host)])
     assert r.status_code == 422 and r.json()["reason"] == "duplicate"

@@ -32,9 +32,9 @@ def clock() -> list[float]:
 
 
 @pytest.fixture
-def fresh(failure_stream: SimStream, small_model: RiskModel, clock: list[float]) -> LiveState:
+def fresh(api_stream: SimStream, small_model: RiskModel, clock: list[float]) -> LiveState:
     """A live state of its own, whose feed runs on a fake clock."""
-    state = build_live(failure_stream, small_model)
+    state = build_live(api_stream, small_model)
     state.feed = FeedMonitor(lost_after_s=30.0, max_lag=1000, clock=lambda: clock[0])
     return state
 
@@ -192,7 +192,7 @@ def test_what_if_copies_only_its_entities(fresh: LiveState) -> None:
     eng = fresh.engine
     wm = eng.watermark_ms
     assert wm is not None
-    keys = eng._keys[:3]
+    keys = eng.registry.keys[:3]
     events = [
         telemetry_event(wm + (i + 1) * INTERVAL_MS, *k, {"cpu_pct": 30.0 + i, "mem_pct": 50.0})
         for i, k in enumerate(keys * 2)

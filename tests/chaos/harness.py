@@ -93,7 +93,7 @@ class FedWorker:
         self.source = MemorySource(retain=False)
         self.sink = MemorySink(max_per_topic=100)
         self.topics = Topics()
-        self.keys = list(live.engine._keys)
+        self.keys = list(live.engine.registry.keys)
         self.metric_names = live.engine.config.metric_names
         wm = live.engine.watermark_ms or 1_767_571_200_000
         self.next_ms = (wm // interval_ms + 1) * interval_ms

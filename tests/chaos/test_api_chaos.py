@@ -50,8 +50,8 @@ RSS_BOUND = 64 * 2**20
 
 
 @pytest.fixture(scope="module")
-def chaos_live(failure_stream: SimStream, small_model: RiskModel) -> LiveState:
-    live = build_live(failure_stream, small_model)
+def chaos_live(api_stream: SimStream, small_model: RiskModel) -> LiveState:
+    live = build_live(api_stream, small_model)
     live.feed = FeedMonitor(lost_after_s=10.0, max_lag=100_000)
     return live
 
@@ -171,7 +171,7 @@ POISON = [
 
 def _request_mix(live: LiveState, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
     systems = live.engine.systems
-    keys = list(live.engine._keys)
+    keys = list(live.engine.registry.keys)
     plan: list[tuple[str, dict[str, Any]]] = []
     kinds = itertools.cycle(
         [

@@ -125,8 +125,9 @@ def reference(bootstrap: str, topics: Topics, model: RiskModel | None) -> Refere
         tele.sort(key=lambda r: r.offset)
         task = PartitionTask(p, make, topics)
         task.add_positions(sorted(by_part["p"].get(p, []), key=lambda r: r.offset))
+        task.add_market(market.between(None, float("inf")))
         task.add_telemetry(tele)
-        for out in task.advance(float("inf"), market):
+        for out in task.advance(float("inf")):
             if out.topic == topics.recommendations:
                 ids[orjson.loads(out.value)["recommendation_id"]] = out.value
             elif out.topic == topics.dlq:

@@ -299,7 +299,7 @@ def test_snapshot_does_not_alias_live_state(small_model: RiskModel) -> None:
 def test_positions_and_market_feed_the_recommendation() -> None:
     engine = Engine(CONFIG)
     assert (
-        engine.update_positions(
+        engine.add_positions(
             [
                 position("sys-a", "XNYS", T0_MS, 5e6, 20e6, 7),
                 position("sys-a", "XNYS", T0_MS - 60_000, 9e9, 9e9, 9),  # older: ignored
@@ -308,7 +308,7 @@ def test_positions_and_market_feed_the_recommendation() -> None:
         )[0].index
         == 2
     )
-    rejects = engine.update_market(
+    rejects = engine.add_market(
         [
             market_state("XNYS", T0_MS, session="closing_auction", event_risk=True),
             market_state("XNYS", T0_MS, session="lunch"),
@@ -366,7 +366,7 @@ def test_failover_is_sticky_until_the_risk_clears(small_model: RiskModel) -> Non
     config = replace(CONFIG, hold_s=20.0, confirm_s=0.0, heartbeat_misses=10_000)
     engine = Engine(config, model=small_model)
     feed(engine, steady_stream([A], 5), 100)
-    slot = engine._slot[A]
+    slot = engine.registry.slot[A]
     t = engine.watermark_ms or T0_MS
 
     def actions_after(risk: float, seconds: int) -> list[str]:
