@@ -99,13 +99,15 @@ class EngineConfig:
     metric_names
         Metrics tracked per entity (the model declares the ones it was trained on).
     detector
-        Online detector: ``ewmaz`` (vectorised, default) or ``hst`` (river).
+        Online detector: ``surprise`` (vectorised, calibrated bits; default), ``ewmaz``
+        or ``hst`` (river); the model records the one it was trained with.
     heartbeat_interval_s, heartbeat_misses
         Expected telemetry interval and how many missed ones mean failure now.
     risk_cadence_s
         Event time between two risk scorings of an entity (0: every event).
     risk_on_anomaly
-        An anomaly score at or above this re-scores risk at once.
+        An anomaly score at or above this re-scores risk at once (0.4286 = 12 bits of
+        surprise, ``score_from_bits(ALARM_BITS)``: about one normal row in 4,096).
     tick_s
         Event time between two decision rounds.
     late_tolerance_s
@@ -131,11 +133,11 @@ class EngineConfig:
     """
 
     metric_names: tuple[str, ...] = DEFAULT_METRICS
-    detector: str = "ewmaz"
+    detector: str = "surprise"
     heartbeat_interval_s: float = 10.0
     heartbeat_misses: int = 3
     risk_cadence_s: float = 60.0
-    risk_on_anomaly: float = 0.999
+    risk_on_anomaly: float = 12.0 / 28.0
     tick_s: float = 10.0
     late_tolerance_s: float = 60.0
     max_future_skew_s: float = 300.0
@@ -238,6 +240,12 @@ class Engine:
             raise ModelError(
                 f"model features do not match the stream's ({len(model.feature_names_)} vs "
                 f"{len(self.feature_names)}; missing here: {sorted(missing)[:5]})"
+            )
+        trained_on = getattr(model, "detector_", None)
+        if trained_on is not None and trained_on != self.config.detector:
+            raise ModelError(
+                f"the model was trained on {trained_on!r} anomaly scores and this stream runs "
+                f"detector {self.config.detector!r}: use --detector {trained_on} or retrain"
             )
         self.model = model
 
