@@ -67,6 +67,8 @@ from predictor.admission import (
 from predictor.batching import rounds
 from predictor.context import Context
 from predictor.detectors import Detector, make_detector
+from predictor.detectors.calibration import bits_from_score
+from predictor.detectors.drift import DriftWatch
 from predictor.errors import ConfigError, ModelError
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
@@ -202,6 +204,7 @@ class Engine:
         cfg = self.config
         self.features = FeatureState(cfg.metric_names)
         self.detector: Detector = make_detector(cfg.detector, len(cfg.metric_names))
+        self.drift = DriftWatch()  # input drift per host (ADWIN), for views and /metrics
         self.feature_names = self.features.feature_names + list(EXTRA_FEATURES)
         self.model: RiskModel | None = None
         self.set_model(model)
@@ -429,6 +432,7 @@ class Engine:
         batch_rounds = rounds(s)
         f = self.features.update(s, t, x, batch_rounds)
         a = self.detector.score_learn_many(s, x)
+        self.drift.update(s, bits_from_score(a), t)
         full = np.concatenate([f, a[:, None].astype(np.float32)], axis=1)
 
         cadence = int(cfg.risk_cadence_s * 1000)
@@ -654,8 +658,6 @@ class Engine:
         cheap enough to run under the lock the stream needs. The model is shared (it is
         read-only); ``config`` replaces this engine's.
         """
-        from predictor.detectors import EwmaZ, RiverHST  # here only: one method uses them
-
         reg = self.registry
         eng = Engine(config or self.config, None, reg.critical_cfg, reg.system_venue_cfg)
         eng.set_model(self.model)
@@ -677,20 +679,10 @@ class Engine:
             getattr(eng.features, name)[:k] = getattr(self.features, name)[si]
         for name in ("risk", "risk_ts", "anomaly", "dead", "latest", "host_health"):
             getattr(eng, name)[:k] = getattr(self, name)[si]
-        det, new = self.detector, eng.detector
-        if isinstance(det, EwmaZ) and isinstance(new, EwmaZ):
-            new._ensure(k)
-            seen = si < len(det.count_)  # a slot whose rows were all rejected has no state
-            new.count_[:k][seen] = det.count_[si[seen]]
-            new.mean_[:k][seen] = det.mean_[si[seen]]
-            new.var_[:k][seen] = det.var_[si[seen]]
-        elif isinstance(det, RiverHST) and isinstance(new, RiverHST):
-            for j, s in enumerate(src):
-                if s in det.models_:
-                    new.models_[j] = copy.deepcopy(det.models_[s])
-                    new.counts_[j] = det.counts_[s]
-        else:  # a detector of unknown layout: only a whole copy is safe
+        sub = _detector_rows(self.detector, si, eng.detector)
+        if sub is None:  # a detector of unknown layout: only a whole copy is safe
             return Engine.from_snapshot(self.snapshot(), eng.config, self.model)
+        eng.detector.restore(sub)
         return eng
 
 
@@ -703,6 +695,36 @@ _HOST_FILL: dict[str, float | int | bool] = {
     "latest": 0.0,
     "host_health": 100.0,
 }
+
+
+def _detector_rows(det: Detector, slots: np.ndarray, fresh: Detector) -> Any | None:
+    """The state of entities ``slots`` of ``det``, as a snapshot ``fresh`` can restore.
+
+    Works for any detector whose snapshot is a dict of per-entity arrays (entity on the
+    first axis: Surprise, EwmaZ) and for river's per-entity models (RiverHST); a slot the
+    detector has never seen gets a fresh entity's state. None for any other layout.
+    """
+    snap = det.snapshot()
+    if isinstance(snap, dict) and snap and all(isinstance(a, np.ndarray) for a in snap.values()):
+        blank = fresh.snapshot()
+        out = {}
+        for name, arr in snap.items():
+            seen = slots < len(arr)
+            rows = np.empty((len(slots), *arr.shape[1:]), dtype=arr.dtype)
+            rows[seen] = arr[slots[seen]]
+            rows[~seen] = blank[name][0]
+            out[name] = rows
+        return out
+    models = getattr(det, "models_", None)
+    if isinstance(models, dict):  # RiverHST: per-entity dicts keyed by slot
+        import pickle
+
+        parts = pickle.loads(snap)
+        picked = tuple(
+            {j: part[s] for j, s in enumerate(slots.tolist()) if s in part} for part in parts
+        )
+        return pickle.dumps(picked)
+    return None
 
 
 def _last_per_key(keys: np.ndarray) -> np.ndarray:
