@@ -19,6 +19,8 @@ import typer
 
 from pipelines import inputs
 from pipelines.cli_kafka import simulate_kafka, stream
+from pipelines.cli_keys import keys_app
+from pipelines.cli_serve import serve
 from pipelines.console import Verbose, console, fail, progress, setup_logging
 from predictor.errors import PrecoveryError, ValidationError
 
@@ -353,6 +355,13 @@ def demo(
     port: Annotated[
         int, typer.Option(envvar="PRECOVERY_API__PORT", help="API port; 0 = any free one")
     ] = 8000,
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="PRECOVERY_API__HOST",
+            help="API address; anything but loopback needs API keys (precovery keys)",
+        ),
+    ] = "127.0.0.1",
     model_dir: Annotated[
         Path | None,
         typer.Option(
@@ -403,10 +412,15 @@ def demo(
     from rich.console import Console
 
     from pipelines.demo import DemoConfig, run_demo
+    from pipelines.keys import feedback_store, security_for
     from pipelines.models import BASELINE_DIR, load_or_train
     from pipelines.settings import alert_notifier, engine_config, get_settings
 
     settings = get_settings()
+    try:
+        security, api_mode = security_for(settings, host)
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
     notifier = alert_notifier(settings.alerts, alertmanager_url)
 
     try:
@@ -422,10 +436,14 @@ def demo(
                 duration_s=duration,
                 speed=speed,
                 seed=seed,
+                host=host,
                 port=port,
                 json=json_lines,
                 engine=engine_config(settings),
                 failover_on_feed_loss=settings.failover_on_feed_loss,
+                security=security,
+                feedback=feedback_store(settings),
+                api_mode=api_mode,
             ),
             model,
             # Off a terminal one recommendation is one line (soft wrap); with --json
@@ -445,3 +463,5 @@ def main() -> None:  # pragma: no cover - console entry
 
 app.command()(stream)
 app.command("simulate-kafka")(simulate_kafka)
+app.command()(serve)
+app.add_typer(keys_app, name="keys")

@@ -93,6 +93,12 @@ def stream(
     idle_exit_s: Annotated[
         float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this long idle")
     ] = None,
+    ops_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="PRECOVERY_STREAM__OPS_PORT", help="Serve /metrics /healthz /readyz here"
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run a stream worker on Kafka (one member of the consumer group); SIGTERM stops it."""
@@ -154,7 +160,13 @@ def stream(
         )
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
+        if ops_port is not None:  # pipelines/ops.py: the worker's own small HTTP app
+            from pipelines.ops import start_ops
+
+            ops = start_ops(worker, settings.stream.ops_host, ops_port)
         worker.run(idle_exit_s=idle_exit_s)
+        if ops_port is not None:
+            ops.stop()
     except PrecoveryError as exc:
         raise fail(exc) from exc
     console.print(f"stream worker stopped: {worker.counters}")

@@ -91,6 +91,10 @@ class DemoConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     failover_on_feed_loss: bool = False
     alert_interval_s: float = 5.0
+    #: API guard and feedback store (serve.gates.Security, pipelines.feedback); mode line
+    security: Any = None
+    feedback: Any = None
+    api_mode: str = "open on loopback"
 
 
 def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
@@ -227,7 +231,7 @@ def run_demo(
     feeder = threading.Thread(target=_feed, args=(run, cfg, hours, topics), daemon=True)
     work = threading.Thread(target=_run_worker, args=(worker,), name="stream-worker", daemon=True)
 
-    app = create_app(live)
+    app = create_app(live, security=cfg.security, feedback=cfg.feedback, alerts=notifier)
     server = uvicorn.Server(
         uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", lifespan="off")
     )
@@ -240,7 +244,8 @@ def run_demo(
         time.sleep(0.05)
     port = _bound_port(server) or cfg.port
     console.print(
-        f"[bold]Precovery demo[/] — API on http://{cfg.host}:{port} (docs: /docs) · "
+        f"[bold]Precovery demo[/] — API on http://{cfg.host}:{port} (docs: /docs, "
+        f"console: /console; {cfg.api_mode}) · "
         f"{len(sim.fleet.entities)} hosts · speed {cfg.speed:g}× · seed {cfg.seed}"
     )
     logger.info("demo API listening on %s:%d", cfg.host, port)

@@ -30,14 +30,49 @@ import orjson
 
 from pipelines.feed import FeedMonitor
 from predictor.engine import Engine, StepResult
-from predictor.errors import PayloadTooLarge, ValidationError
-from predictor.events import Reject, decode_telemetry
+from predictor.errors import PayloadTooLarge, UnknownEntityError, ValidationError
+from predictor.events import Reject, decode_telemetry, ms_to_iso
 from predictor.risk import RiskModel
 
 logger = logging.getLogger(__name__)
 
 #: Conditions :class:`pipelines.feed.FeedMonitor` can report, all shown (0 or 1) in metrics.
 CONDITIONS = ("telemetry_lost", "worker_dead", "lagging")
+
+
+#: Upper bounds (s) of the stage-latency histogram buckets.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+STAGES = ("decode", "engine", "publish")
+
+
+class StageLatency:
+    """Cumulative histograms of the worker's stages (a ``BatchReport``'s ``*_s`` fields).
+
+    ``engine`` is features, detectors, the risk model and decisions together.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.buckets = {s: [0] * (len(LATENCY_BUCKETS) + 1) for s in STAGES}
+        self.sums = dict.fromkeys(STAGES, 0.0)
+
+    def observe(self, report: object) -> None:
+        if report is None:
+            return
+        with self._lock:
+            for stage in STAGES:
+                value = getattr(report, f"{stage}_s", None)
+                if value is None:
+                    continue
+                i = next(
+                    (j for j, b in enumerate(LATENCY_BUCKETS) if value <= b), len(LATENCY_BUCKETS)
+                )
+                self.buckets[stage][i] += 1
+                self.sums[stage] += float(value)
+
+    def snapshot(self) -> dict[str, tuple[list[int], float]]:
+        with self._lock:
+            return {s: (list(self.buckets[s]), self.sums[s]) for s in STAGES}
 
 
 class CursorReset(Exception):
@@ -76,6 +111,8 @@ class LiveState:
         max_recent: int = 10_000,
         feed: FeedMonitor | None = None,
         stream_id: str | None = None,
+        history_step_s: float = 60.0,
+        history_points: int = 720,
     ) -> None:
         self.engine = engine
         self.lock = threading.Lock()
@@ -89,10 +126,19 @@ class LiveState:
         self._listeners: list[Callable[[], None]] = []
         # view key ("" = all systems) -> (state version, orjson bytes, the value)
         self._views: dict[str, tuple[tuple[Any, ...], bytes, Any]] = {}
+        # system -> (event time ms, health, max risk, action), one point per step
+        self.history_step_ms = int(history_step_s * 1000)
+        self.history_points = history_points
+        self._history: dict[str, deque[tuple[int, float, float | None, str]]] = {}
+        self._history_at: int | None = None
+        #: worker stage seconds, per stage: [count per bucket..., +Inf count], sum
+        self.latency = StageLatency()
 
     # -- called by the worker, with ``lock`` held by nobody -----------------------------
-    def on_batch(self, _report: object, result: StepResult | None) -> None:
+    def on_batch(self, report: object, result: StepResult | None) -> None:
         self.batches += 1
+        self.latency.observe(report)
+        self._sample_history()
         if result is None or not result.recommendations:
             return
         with self._cond:
@@ -105,6 +151,32 @@ class LiveState:
                 listener()
             except Exception:  # a listener of a closed event loop: forget it
                 self.remove_listener(listener)
+
+    def _sample_history(self) -> None:
+        """One point per system every ``history_step_s`` of event time (bounded)."""
+        tick = self.engine.last_tick_ms
+        if tick is None:
+            return
+        if self._history_at is not None and tick - self._history_at < self.history_step_ms:
+            return
+        self._history_at = tick
+        for row in self._view(None)[1] or ():
+            points = self._history.get(row["system"])
+            if points is None:
+                points = self._history[row["system"]] = deque(maxlen=self.history_points)
+            points.append((tick, row["health"], row["max_risk"], row["action"]))
+
+    def history(self, system: str) -> list[dict[str, Any]]:
+        """A system's health, highest risk and action over time, oldest first."""
+        points = self._history.get(system)
+        if points is None:
+            if system in self.engine.systems:
+                return []
+            raise UnknownEntityError(f"unknown system {system!r}")
+        return [
+            {"t": ms_to_iso(t), "health": h, "max_risk": r, "action": a}
+            for t, h, r, a in list(points)
+        ]
 
     def set_model(self, model: RiskModel | None) -> None:
         with self.lock:
@@ -243,6 +315,20 @@ class LiveState:
     def last_seq(self) -> int:
         return self._seq
 
+    # the event stream's view of positions (opaque to the API): here, sequence numbers
+    def newer_than(self, position: int) -> bool:
+        return self._seq > position
+
+    @staticmethod
+    def position_of(row: dict[str, Any]) -> int:
+        return int(row["seq"])
+
+    def gap(self, position: int, rows: list[dict[str, Any]]) -> str | None:
+        """Why ``rows`` do not follow ``position`` directly (the log moved on), or None."""
+        if rows and position > 0 and int(rows[0]["seq"]) > position + 1:
+            return f"recommendations {position + 1}..{int(rows[0]['seq']) - 1} are gone"
+        return None
+
     def wait_recommendations(self, after: int, timeout_s: float) -> list[dict[str, Any]]:
         """Block up to ``timeout_s`` for recommendations newer than ``after``."""
         with self._cond:
@@ -293,6 +379,7 @@ class LiveState:
             {
                 "batches": self.batches,
                 "health": {v["system"]: v["health"] for v in systems},
+                "max_risk": {v["system"]: v["max_risk"] for v in systems},
                 "stream_id": self.stream_id,
                 "last_seq": self._seq,
                 "ready": not reasons,

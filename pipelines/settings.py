@@ -41,6 +41,28 @@ class ApiSettings(BaseModel):
     port: int = Field(8000, description="Listen port")
     max_body_bytes: int = Field(1024 * 1024, description="Largest request body, bytes")
     max_events_per_request: int = Field(10_000, description="Events in one POST /v1/score")
+    keys_file: Path | None = Field(
+        None, description="API keys (docs/api.md); None: <state_dir>/api-keys.json"
+    )
+    feedback_db: Path | None = Field(
+        None, description="SREs' verdicts, SQLite; None: <state_dir>/feedback.sqlite"
+    )
+    allowed_hosts: list[str] = Field(
+        ["localhost", "127.0.0.1", "::1"],
+        description="Host headers served (JSON list; '*' any, '*.example.com' a domain)",
+    )
+    cors_origins: list[str] = Field([], description="Browser origins allowed (JSON list)")
+    rate_per_s: float = Field(50.0, gt=0, description="Requests/s per API key, sustained")
+    burst: int = Field(100, ge=1, description="Requests per API key at once")
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); None: plain HTTP")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM)")
+
+
+class StreamSettings(BaseModel):
+    """The Kafka stream worker's own HTTP port (``/metrics``, ``/healthz``, ``/readyz``)."""
+
+    ops_port: int | None = Field(None, description="Ops port of precovery stream; None: none")
+    ops_host: str = Field("127.0.0.1", description="Ops listen address")
 
 
 class AlertSettings(BaseModel):
@@ -84,6 +106,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
 
 @lru_cache(maxsize=1)

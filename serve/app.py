@@ -19,19 +19,29 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from anyio import to_thread
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.live import CONDITIONS, CursorReset
+from pipelines.feedback import FeedbackStore
+from pipelines.live import CursorReset
 from predictor import __version__
 from predictor.errors import (
     ConfigError,
@@ -43,10 +53,18 @@ from predictor.errors import (
     ValidationError,
 )
 from predictor.events import loads, ms_to_iso
+from serve.auth import RateLimiter
+from serve.gates import API_KEY, HostGate, KeyGate, Security
+from serve.metrics import StatusCollector
 from serve.schemas import (
+    Alerts,
     CursorResetBody,
     ErrorBody,
+    Feedback,
+    FeedbackIn,
     Health,
+    HistoryPoint,
+    KeyOut,
     Readiness,
     Recommendation,
     ScoreRequest,
@@ -77,20 +95,36 @@ CURSOR_DOC = (
     "`cursor_reset`: start over with after=0 and drop duplicates by recommendation_id."
 )
 JSON = "application/json"
+STATIC = Path(__file__).resolve().parent / "static"
+#: Responses every guarded route may give (documented so a schema check accepts them).
+GUARDED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No API key, or an unknown or revoked one"},
+    403: {"model": ErrorBody, "description": "The key's role is below the route's"},
+    429: {"model": ErrorBody, "description": "Over the key's request rate (Retry-After)"},
+}
 
 
 class Backend(Protocol):
-    """What the API reads (``pipelines.live.LiveState`` implements it)."""
+    """What the API reads (``pipelines.live.LiveState`` implements it; so does
+    ``pipelines.kafka_backend.KafkaBackend`` for ``precovery serve``).
+
+    A *position* in the recommendation feed is opaque to the API: ``parse_cursor`` makes
+    one from a client's cursor, ``position_of`` from a row, ``newer_than`` says whether
+    anything came after one. A backend that cannot do something raises
+    ``NotImplementedError`` (501).
+    """
 
     stream_id: str
 
-    @property
-    def last_seq(self) -> int: ...
     def view_json(self, system: str | None = None, wait: bool = True) -> bytes | None: ...
     def recommendations(
-        self, system: str | None = None, after: int = 0, limit: int = 100
+        self, system: str | None = None, after: Any = 0, limit: int = 100
     ) -> list[dict[str, Any]]: ...
-    def parse_cursor(self, after: str | int | None) -> int: ...
+    def parse_cursor(self, after: str | int | None) -> Any: ...
+    def newer_than(self, position: Any) -> bool: ...
+    def position_of(self, row: dict[str, Any]) -> Any: ...
+    def gap(self, position: Any, rows: list[dict[str, Any]]) -> str | None: ...
+    def history(self, system: str) -> list[dict[str, Any]]: ...
     def add_listener(self, fn: Callable[[], None]) -> None: ...
     def remove_listener(self, fn: Callable[[], None]) -> None: ...
     def health(self) -> dict[str, Any]: ...
@@ -104,23 +138,60 @@ def create_app(
     max_body_bytes: int = 1024 * 1024,
     max_events_per_request: int = 10_000,
     sse_keepalive_s: float = 15.0,
+    *,
+    security: Security | None = None,
+    feedback: FeedbackStore | None = None,
+    alerts: Any = None,
 ) -> FastAPI:
     """Build the app around a backend.
 
     ``sse_keepalive_s``: an idle event stream sends a comment this often, so proxies and
-    clients see the connection is alive.
+    clients see the connection is alive. ``security``: keys, roles, rate limits, allowed
+    hosts and CORS (None: open, any host). ``feedback``: where SREs' verdicts go (None:
+    ``/v1/feedback`` answers 503). ``alerts``: the process's
+    :class:`~pipelines.alertmanager.AlertNotifier`, for ``/v1/alerts`` and metrics.
     """
+    sec = security or Security()
     app = FastAPI(
         title="Precovery",
         version=__version__,
         description="Predictive failover recommendations for trading infrastructure. "
         "Risks are P(failure within horizon_s); dollar figures are USD; times RFC 3339 UTC. "
         "Every response carries an X-Request-ID header (a sane client-supplied one is "
-        "kept); error bodies repeat it.",
+        "kept); error bodies repeat it. With API keys on, every route but the probes, the "
+        "docs and the console page needs `Authorization: Bearer <key>`: role read for "
+        "reads and scoring, operate for feedback, admin for keys.",
+        docs_url=None,
+        redoc_url=None,
     )
+    # add_middleware stacks outwards: the last added runs first.
+    if sec.keys is not None:
+        app.add_middleware(
+            KeyGate,
+            keys=sec.keys,
+            limiter=RateLimiter(sec.rate_per_s, sec.burst),
+            request_id=REQUEST_ID.get,
+        )
     app.add_middleware(RequestContext)
+    if sec.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sec.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
+            expose_headers=["X-Request-ID", "X-Stream-ID", "Retry-After"],
+            max_age=600,
+        )
+    if sec.allowed_hosts is not None:
+        app.add_middleware(HostGate, allowed=sec.allowed_hosts)
     registry = CollectorRegistry()
-    registry.register(_StatusCollector(backend))
+    registry.register(StatusCollector(backend, alerts))
     news = _News(backend)
 
     @app.exception_handler(PrecoveryError)
@@ -144,6 +215,16 @@ def create_app(
             "request_id": REQUEST_ID.get(),
         }
         return JSONResponse(body, status_code=409, headers={"X-Stream-ID": exc.stream_id})
+
+    @app.exception_handler(NotImplementedError)
+    async def _not_here(_request: Request, exc: NotImplementedError) -> JSONResponse:
+        body = {
+            "error": "not_implemented",
+            "reason": "not_served_here",
+            "detail": str(exc)[:300],
+            "request_id": REQUEST_ID.get(),
+        }
+        return JSONResponse(body, status_code=501)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -268,10 +349,11 @@ def create_app(
         duplicates by ``recommendation_id``. While idle, a ``: keep-alive`` comment
         comes every ``sse_keepalive_s`` seconds."""
         reset: CursorReset | None = None
+        last: Any
         try:
             last = backend.parse_cursor(last_event_id or after)
         except CursorReset as exc:
-            reset, last = exc, 0
+            reset, last = exc, backend.parse_cursor(None)
         news.attach()
         sid = backend.stream_id
 
@@ -284,21 +366,19 @@ def create_app(
                 yield _reset_event(reset.why, reset.detail, sid)
             while (now := loop.time()) < deadline:
                 tick = news.current()
-                if backend.last_seq > last:
+                if backend.newer_than(last):
                     recs = backend.recommendations(after=last, limit=1000)
-                    if recs and int(recs[0]["seq"]) > last + 1 and last > 0:
-                        yield _reset_event(
-                            "cursor_expired",
-                            f"recommendations {last + 1}..{int(recs[0]['seq']) - 1} are gone",
-                            sid,
-                        )
+                    gone = backend.gap(last, recs)
+                    if gone:
+                        yield _reset_event("cursor_expired", gone, sid)
                     for rec in recs:
-                        last = int(rec["seq"])
+                        last = backend.position_of(rec)
                         yield b"event: recommendation\nid: %s\ndata: %s\n\n" % (
                             rec["cursor"].encode(),
                             orjson.dumps(rec),
                         )
-                    continue
+                    if recs:
+                        continue
                 wait = min(sse_keepalive_s, deadline - now)
                 if not await news.wait(tick, wait) and loop.time() < deadline:
                     yield b": keep-alive\n\n"
@@ -312,7 +392,12 @@ def create_app(
     @app.post(
         "/v1/score",
         response_model=ScoreResponse,
-        responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        responses={
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody, "description": "Body not sent as application/json"},
+            422: {"model": ErrorBody},
+            501: {"model": ErrorBody, "description": "This server has no engine (serve)"},
+        },
         tags=["scoring"],
         openapi_extra={
             "requestBody": {
@@ -333,7 +418,7 @@ def create_app(
             }
         },
     )
-    async def score(request: Request) -> dict[str, Any]:
+    async def score(request: Request) -> Any:
         """Score a batch of telemetry.v1 events (a what-if: the live state is not changed).
 
         Body: ``{"events": [...]}`` (``ScoreRequest``) or a bare JSON array of events, at
@@ -341,6 +426,19 @@ def create_app(
         every reason; so does a body that is not JSON, too deeply nested, or not of
         either shape.
         """
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        # A body with no type is read as JSON; any other declared type is refused (no
+        # text/plain "simple requests" from a browser on another origin).
+        if ctype and ctype != JSON and not ctype.endswith("+json"):
+            return JSONResponse(
+                {
+                    "error": "unsupported_media_type",
+                    "reason": "not_json",
+                    "detail": f"Content-Type must be {JSON}, got {ctype[:60]!r}",
+                    "request_id": REQUEST_ID.get(),
+                },
+                status_code=415,
+            )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
             raise PayloadTooLarge("too_large", f"{declared} bytes > {max_body_bytes} bytes")
@@ -352,7 +450,107 @@ def create_app(
         events = _score_events(bytes(body), max_body_bytes)
         return await to_thread.run_sync(backend.score, events, max_events_per_request)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/v1/systems/{system}/history",
+        response_model=list[HistoryPoint],
+        responses={404: {"model": ErrorBody}},
+        tags=["scoring"],
+    )
+    def history(system: str) -> Response:
+        """A system's health, highest risk and action over the last hours, oldest first.
+
+        One point per step of event time (the live state's ``history_step_s``, a minute
+        by default), bounded (``history_points``); the console draws its charts from it."""
+        return Response(orjson.dumps(backend.history(system)), media_type=JSON)
+
+    @app.get("/v1/alerts", response_model=Alerts, tags=["sre"])
+    def open_alerts() -> dict[str, Any]:
+        """The SRE alerts this process keeps firing in Alertmanager (docs/alerting.md)."""
+        if alerts is None:
+            return {"source": "none", "alerts": []}
+        return {
+            "source": "notifier",
+            "alerts": [
+                {"severity": a.severity, "labels": a.labels, "annotations": a.annotations}
+                for a in alerts.firing()
+            ],
+        }
+
+    @app.post(
+        "/v1/feedback",
+        response_model=Feedback,
+        status_code=201,
+        responses={501: {"model": ErrorBody, "description": "No feedback store configured"}},
+        tags=["sre"],
+    )
+    def add_feedback(body: FeedbackIn) -> dict[str, Any]:
+        """Store an SRE's verdict on a recommendation (role ``operate``): acknowledged,
+        false_alarm or confirmed. Stored durably; the verdicts become training labels."""
+        store = _feedback_store()
+        key = API_KEY.get()
+        return store.add(
+            body.recommendation_id,
+            body.system,
+            body.component,
+            body.verdict,
+            body.note,
+            key.id if key is not None else None,
+        )
+
+    @app.get(
+        "/v1/feedback",
+        response_model=list[Feedback],
+        responses={501: {"model": ErrorBody, "description": "No feedback store configured"}},
+        tags=["sre"],
+    )
+    def list_feedback(
+        system: str | None = Query(None, max_length=128),
+        after_id: int = Query(0, ge=0, le=2**62, description="Resume after this feedback id"),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        """Stored verdicts, oldest first (the latest ``limit`` unless ``after_id``)."""
+        return _feedback_store().list(system, after_id, limit)
+
+    def _feedback_store() -> FeedbackStore:
+        if feedback is None:
+            raise NotImplementedError("no feedback store configured on this server")
+        return feedback
+
+    @app.get("/v1/keys", response_model=list[KeyOut], tags=["admin"])
+    def keys() -> list[dict[str, Any]]:
+        """API keys (role ``admin``): ids, names, roles, never secrets. Create and revoke
+        them with ``precovery keys``. Empty when the API runs open."""
+        if sec.keys is None:
+            return []
+        return [k.public() for k in sec.keys.keys()]
+
+    @app.get("/console", include_in_schema=False)
+    def console() -> FileResponse:
+        return FileResponse(STATIC / "console.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Precovery API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def docs_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
@@ -369,10 +567,38 @@ def create_app(
             for name, sub in schema.pop("$defs", {}).items():
                 comps.setdefault(name, sub)
             comps.setdefault("ScoreRequest", schema)
+            if sec.keys is not None:
+                _document_keys(spec)
+            app.openapi_schema = spec
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _document_keys(spec: dict[str, Any]) -> None:
+    """The key scheme, and 401/403/429 on every guarded operation."""
+    from serve.gates import required_role
+
+    comps = spec.setdefault("components", {})
+    comps.setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from `precovery keys create` (X-API-Key works too)",
+    }
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, ops in spec.get("paths", {}).items():
+        for method, op in ops.items():
+            role = required_role(method.upper(), path)
+            if role is None:
+                continue
+            op["security"] = [{"apiKey": []}]
+            op["description"] = f"{op.get('description', '')}\n\nRole: `{role}`.".strip()
+            for code, doc in GUARDED.items():
+                op.setdefault("responses", {}).setdefault(
+                    str(code),
+                    {"description": doc["description"], "content": {JSON: {"schema": ref}}},
+                )
 
 
 async def _view(backend: Backend, system: str | None) -> bytes:
@@ -538,70 +764,3 @@ class RequestContext:
             await send({"type": "http.response.body", "body": body})
         finally:
             REQUEST_ID.reset(token)
-
-
-class _StatusCollector(Collector):
-    """Reads the backend's status at scrape time."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def collect(self) -> Any:
-        st = self.backend.status()
-        counters = st.get("counters", {})
-        c = CounterMetricFamily(
-            "precovery_events", "Telemetry events processed", labels=["outcome"]
-        )
-        c.add_metric(["accepted"], counters.get("events", 0))
-        c.add_metric(["rejected"], counters.get("rejected", 0))
-        yield c
-        r = CounterMetricFamily("precovery_rejects", "Rejected inputs by reason", labels=["reason"])
-        for reason, n in sorted(st.get("reject_reasons", {}).items()):
-            r.add_metric([reason], n)
-        yield r
-        rec = CounterMetricFamily("precovery_recommendations", "Recommendations emitted")
-        rec.add_metric([], counters.get("recommendations", 0))
-        yield rec
-        scored = CounterMetricFamily("precovery_risk_scored", "Risk model rows scored")
-        scored.add_metric([], counters.get("risk_scored", 0))
-        yield scored
-        h = GaugeMetricFamily("precovery_system_health", "System health, 0-100", labels=["system"])
-        for system, value in sorted(st.get("health", {}).items()):
-            h.add_metric([system], value)
-        yield h
-        e = GaugeMetricFamily("precovery_entities", "Hosts tracked")
-        e.add_metric([], st.get("entities", 0))
-        yield e
-        wm = st.get("watermark")
-        if wm:
-            w = GaugeMetricFamily("precovery_watermark_seconds", "Latest event time, epoch s")
-            w.add_metric([], wm / 1000.0)
-            yield w
-        ready = GaugeMetricFamily("precovery_ready", "1 when /readyz answers 200")
-        ready.add_metric([], 1.0 if st.get("ready") else 0.0)
-        yield ready
-        cond = GaugeMetricFamily(
-            "precovery_condition", "1 while the condition is in force", labels=["condition"]
-        )
-        now = set(st.get("conditions", ()))
-        for name in CONDITIONS:
-            cond.add_metric([name], 1.0 if name in now else 0.0)
-        yield cond
-        idle = st.get("input_idle_s")
-        if idle is not None:
-            i = GaugeMetricFamily(
-                "precovery_input_idle_seconds", "Wall-clock seconds since the last input record"
-            )
-            i.add_metric([], idle)
-            yield i
-        lag = st.get("consumer_lag")
-        if lag is not None:
-            lg = GaugeMetricFamily("precovery_consumer_lag_records", "Consumer lag, records")
-            lg.add_metric([], lag)
-            yield lg
-        inp = CounterMetricFamily("precovery_input_records", "Input records polled, count")
-        inp.add_metric([], st.get("input_records", 0))
-        yield inp
-        alive = GaugeMetricFamily("precovery_stream_worker_alive", "1 while the worker runs")
-        alive.add_metric([], 1.0 if st.get("worker_alive") else 0.0)
-        yield alive

@@ -173,3 +173,54 @@ class ErrorBody(BaseModel):
 
 class CursorResetBody(ErrorBody):
     stream_id: str = Field(description="The current stream: start over with after=0")
+
+
+class HistoryPoint(BaseModel):
+    t: str = Field(description="Event time of the point, RFC 3339 UTC")
+    health: float = Field(description="System health, 0-100")
+    max_risk: float | None = Field(description="Highest component risk within the horizon")
+    action: Action = Field(description="Most urgent action of its components then")
+
+
+Verdict = Literal["acknowledged", "false_alarm", "confirmed"]
+
+
+class FeedbackIn(BaseModel):
+    """An SRE's verdict on one recommendation (a training label later)."""
+
+    recommendation_id: str = Field(min_length=1, max_length=128)
+    system: str = Field(min_length=1, max_length=128)
+    component: str | None = Field(None, min_length=1, max_length=128)
+    verdict: Verdict = Field(
+        description="acknowledged (seen, acting), false_alarm (nothing was wrong), "
+        "confirmed (a real problem)"
+    )
+    note: str = Field("", max_length=1000)
+
+
+class Feedback(FeedbackIn):
+    id: int
+    at: str = Field(description="When it was stored, RFC 3339 UTC (wall clock)")
+    key_id: str | None = Field(description="The API key that gave it (None: the API runs open)")
+
+
+class AlertOut(BaseModel):
+    severity: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+class Alerts(BaseModel):
+    source: Literal["notifier", "none"] = Field(
+        description="notifier: this process sends alerts to Alertmanager; none: it does not"
+    )
+    alerts: list[AlertOut]
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    role: Literal["read", "operate", "admin"]
+    created_at: str
+    revoked_at: str | None
+    rate_per_s: float | None

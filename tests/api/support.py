@@ -6,6 +6,8 @@ with the others when ``--doctest-modules`` collects them together.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from pipelines.live import LiveState
@@ -16,15 +18,18 @@ from predictor.risk import RiskModel
 from tests.factories import SimStream
 
 
-def build_live(stream: SimStream, model: RiskModel | None) -> LiveState:
-    """Run ``stream`` (plus one broken message) through a worker into a new live state."""
+def build_live(
+    stream: SimStream, model: RiskModel | None, max_batch: int = 5000, **live: Any
+) -> LiveState:
+    """Run ``stream`` (plus one broken message) through a worker into a new live state
+    (``live``: LiveState options)."""
     engine = Engine(
         EngineConfig(),
         model=model,
         critical=stream.critical,
         system_venue=stream.sim.fleet.system_venue,
     )
-    state = LiveState(engine)
+    state = LiveState(engine, **live)
     source, sink = MemorySource(), MemorySink()
     topics = Topics()
     for m in stream.market:
@@ -33,7 +38,9 @@ def build_live(stream: SimStream, model: RiskModel | None) -> LiveState:
         source.append(topics.positions, orjson.dumps(p), p["system"].encode())
     source.extend(topics.telemetry, [orjson.dumps(e) for e in stream.events])
     source.append(topics.telemetry, b"{broken")
-    worker = StreamWorker(engine, source, sink, lock=state.lock, on_batch=state.on_batch)
+    worker = StreamWorker(
+        engine, source, sink, max_batch=max_batch, lock=state.lock, on_batch=state.on_batch
+    )
     worker.run(poll_timeout_s=0.0, idle_exit=True)
     assert state.recommendations(limit=1000), "the stream should have recommended something"
     return state
