@@ -7,9 +7,11 @@ A child process runs what the demo runs: a live state over an engine (a simulate
 stream worker that keeps feeding it (so the engine lock is contended as in production),
 and the app under uvicorn (one worker, uvloop + httptools when installed). The same app
 carries two bare endpoints returning pre-serialised bytes of the same size as
-``GET /v1/systems/{system}`` and ``GET /v1/systems``. ``wrk`` (``apt-get install wrk``)
-drives each endpoint at concurrency 1, 10 and 50 for ``--duration`` seconds, ``--repeats``
-times, interleaved; the table gives medians of req/s and of p50/p99 latency.
+``GET /v1/systems/{system}`` and ``GET /v1/systems``; a second server runs the same live
+state with API keys on (``Authorization: Bearer``), to show what keys cost. ``wrk``
+(``apt-get install wrk``) drives each endpoint at concurrency 1, 10 and 50 for
+``--duration`` seconds, ``--repeats`` times, interleaved; the table gives medians of req/s
+and of p50/p99 latency, and each row's share of the same-size bare endpoint's req/s.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +43,8 @@ def serve(copies: int, feed_period_s: float) -> None:
     from predictor.risk import RiskModel
     from predictor.sim import SimConfig, Simulator, telemetry_events
     from serve.app import create_app
+    from serve.auth import KeyStore
+    from serve.gates import Security
     from tests.chaos.harness import FedWorker, ServerThread
 
     sim = Simulator(SimConfig(seed=1, copies=copies))
@@ -76,19 +81,34 @@ def serve(copies: int, feed_period_s: float) -> None:
     async def _bare_list() -> Response:
         return Response(bare_list, media_type="application/json")
 
-    with FedWorker(live, period_s=feed_period_s) as fed, ServerThread(app) as server:
+    # The same app with keys on: key check, role, per-key rate limit (high enough never to
+    # refuse), allowed hosts, all on the request path.
+    store = KeyStore(Path(tempfile.mkdtemp()) / "api-keys.json")
+    key = store.create("bench", "read")[1]
+    keyed = create_app(
+        live,
+        security=Security(
+            keys=store, allowed_hosts=["127.0.0.1", "localhost"], rate_per_s=1e9, burst=10**9
+        ),
+    )
+    with (
+        FedWorker(live, period_s=feed_period_s) as fed,
+        ServerThread(app) as server,
+        ServerThread(keyed) as keyed_server,
+    ):
         print(
-            f"PORT {server.port} SYSTEM {system} HOSTS {engine.n_entities} "
-            f"DETAIL {len(detail)} LIST {len(listing)}",
+            f"PORT {server.port} KEYED {keyed_server.port} KEY {key} SYSTEM {system} "
+            f"HOSTS {engine.n_entities} DETAIL {len(detail)} LIST {len(listing)}",
             flush=True,
         )
         sys.stdin.read()  # until the parent closes the pipe
         print(f"BATCHES {fed.batches} EVENTS {fed.events}", flush=True)
 
 
-def wrk(url: str, conns: int, duration: float) -> dict[str, float]:
+def wrk(url: str, conns: int, duration: float, key: str | None = None) -> dict[str, float]:
+    auth = ["-H", f"Authorization: Bearer {key}"] if key else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", url],
+        ["wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", *auth, url],
         capture_output=True,
         text=True,
         check=True,
@@ -133,44 +153,51 @@ def main() -> None:
     head = child.stdout.readline().split()
     info = dict(zip(head[::2], head[1::2], strict=True))
     base = f"http://127.0.0.1:{info['PORT']}"
+    keyed = f"http://127.0.0.1:{info['KEYED']}"
+    system = info["SYSTEM"]
+    # (name, url, needs the key, the bare row it is compared with)
     endpoints = [
-        ("GET /v1/systems/{system}", f"{base}/v1/systems/{info['SYSTEM']}"),
-        ("bare, same size", f"{base}/bare/detail"),
-        ("GET /v1/systems", f"{base}/v1/systems"),
-        ("bare, same size ", f"{base}/bare/list"),
+        ("GET /v1/systems/{system}", f"{base}/v1/systems/{system}", False, "bare detail"),
+        ("  same, keys on", f"{keyed}/v1/systems/{system}", True, "bare detail"),
+        ("bare detail", f"{base}/bare/detail", False, ""),
+        ("GET /v1/systems", f"{base}/v1/systems", False, "bare list"),
+        ("  same, keys on", f"{keyed}/v1/systems", True, "bare list"),
+        ("bare list", f"{base}/bare/list", False, ""),
     ]
-    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    results: dict[tuple[int, int], list[dict[str, float]]] = {}
     t0 = time.monotonic()
     for _ in range(args.repeats):
         for conns in (1, 10, 50):
-            for name, url in endpoints:
-                results.setdefault((name, conns), []).append(wrk(url, conns, args.duration))
+            for i, (_name, url, needs_key, _vs) in enumerate(endpoints):
+                got = wrk(url, conns, args.duration, info["KEY"] if needs_key else None)
+                results.setdefault((i, conns), []).append(got)
     child.stdin.close()
     tail = child.stdout.read().split()
     child.wait(timeout=30)
     fed = dict(zip(tail[::2], tail[1::2], strict=True))
     wall = time.monotonic() - t0
 
-    def med(name: str, conns: int, key: str) -> float:
-        return statistics.median(r[key] for r in results[(name, conns)])
+    def med(i: int, conns: int, key: str) -> float:
+        return statistics.median(r[key] for r in results[(i, conns)])
 
     print(
         f"\n{info['HOSTS']} hosts; detail {info['DETAIL']} B, list {info['LIST']} B; the worker "
         f"ran {fed.get('BATCHES')} batches ({fed.get('EVENTS')} events) during {wall:.0f} s "
-        f"of load; medians of {args.repeats} × {args.duration:g} s wrk runs\n"
+        f"of load; medians of {args.repeats} × {args.duration:g} s wrk runs; keys on = API "
+        f"key check, role, per-key rate limit and allowed hosts on every request\n"
     )
     print(f"{'endpoint':<26}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
+    names = [e[0] for e in endpoints]
     bad = 0.0
     for conns in (1, 10, 50):
-        for i, (name, _url) in enumerate(endpoints):
-            rps = med(name, conns, "rps")
-            bare = med(endpoints[i | 1][0], conns, "rps")
-            ratio = "" if i % 2 else f"{rps / bare:.2f}×"
+        for i, (name, _url, _key, vs) in enumerate(endpoints):
+            rps = med(i, conns, "rps")
+            ratio = f"{rps / med(names.index(vs), conns, 'rps'):.2f}×" if vs else ""
             print(
-                f"{name:<26}{conns:>5}{rps:>10.0f}{med(name, conns, 'p50'):>9.2f}"
-                f"{med(name, conns, 'p99'):>9.2f}{ratio:>9}"
+                f"{name:<26}{conns:>5}{rps:>10.0f}{med(i, conns, 'p50'):>9.2f}"
+                f"{med(i, conns, 'p99'):>9.2f}{ratio:>9}"
             )
-            bad += sum(r["non2xx"] for r in results[(name, conns)])
+            bad += sum(r["non2xx"] for r in results[(i, conns)])
     print(f"\nnon-2xx responses: {bad:.0f}")
 
 
