@@ -120,10 +120,19 @@ def train(
     horizon_s: Annotated[
         float, typer.Option(envvar="PRECOVERY_HORIZON_S", help="Label horizon, seconds")
     ] = 1800.0,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PRECOVERY_METRICS",
+            help="Comma-separated metric columns; default: every numeric one (the model "
+            "declares them)",
+        ),
+    ] = None,
     mkdir: Mkdir = False,
     verbose: Verbose = False,
 ) -> None:
     """Train the failure-risk model from telemetry and incident history (local files)."""
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
     try:
         inputs.input_file(telemetry, "--telemetry")
         inputs.csv_file(incidents, "--incidents")
@@ -136,7 +145,7 @@ def train(
     from pipelines.train import TrainConfig, check_train_inputs, train_files
 
     try:
-        check_train_inputs(telemetry, incidents)
+        check_train_inputs(telemetry, incidents, chosen)
         with progress() as bar:
             task = bar.add_task("features", total=count_rows(telemetry))
             model, report = train_files(
@@ -144,6 +153,7 @@ def train(
                 incidents,
                 TrainConfig(horizon_s=horizon_s),
                 progress=lambda n: bar.advance(task, n),
+                metrics=chosen,
             )
         model.save(out)
         (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -275,6 +285,72 @@ def detect(
 
 #: Hours at the start of an evaluation replay that only warm the baselines up.
 EVALUATE_WARMUP_H = 1.0
+
+
+@app.command()
+def replay(
+    history: Annotated[
+        Path,
+        typer.Option(
+            envvar="PRECOVERY_HISTORY",
+            help="History folder: telemetry.(parquet|csv), optionally positions.*, market.*",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            envvar="PRECOVERY_OUT", help="recommendations.v1 records, one JSON object per line"
+        ),
+    ],
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory (default: baseline)"
+        ),
+    ] = None,
+    mkdir: Mkdir = False,
+    verbose: Verbose = False,
+) -> None:
+    """Run a history through the stream's own driver; write its recommendations as JSON lines.
+
+    The same records, in the same order, the stream would see on Kafka; the output is
+    byte for byte what it would publish on recommendations.v1.
+    """
+    try:
+        if not history.is_dir():
+            raise ValidationError("not_found", f"--history {history} is not a folder")
+        if not any((history / f"telemetry.{ext}").is_file() for ext in ("parquet", "csv")):
+            raise ValidationError(
+                "not_found", f"--history {history}: no telemetry.parquet or telemetry.csv"
+            )
+        if model_dir is not None:
+            inputs.model_dir(model_dir)
+        inputs.output_path(out, "--out", mkdir)
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    setup_logging(verbose)
+    from pipelines.models import BASELINE_DIR
+    from pipelines.replay import replay_history
+    from pipelines.settings import engine_config, get_settings
+    from predictor.risk import RiskModel
+
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        model = RiskModel.load(model_dir or BASELINE_DIR)
+        config = engine_config(get_settings())
+        with progress("records") as bar, open(tmp, "wb") as fh:
+            task = bar.add_task("replaying", total=None)
+            report = replay_history(
+                history, fh, config, model, progress=lambda n: bar.advance(task, n)
+            )
+        tmp.replace(out)
+    except (PrecoveryError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise fail(exc) from exc
+    console.print(
+        f"{report['events']:,} events ({report['rejected']:,} rejected) → "
+        f"{report['recommendations']:,} recommendations {report['actions']} in {out}"
+    )
 
 
 @app.command()

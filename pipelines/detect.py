@@ -66,12 +66,8 @@ class DetectPlan:
 
 
 def model_metrics(model: RiskModel) -> tuple[str, ...]:
-    """The metric columns a model was trained on, in order."""
-    seen: dict[str, None] = {}
-    for name in model.feature_names_:
-        if "__" in name:
-            seen.setdefault(name.split("__", 1)[0], None)
-    return tuple(seen)
+    """The metric columns a model was trained on, in order (it declares them)."""
+    return tuple(model.metric_names_)
 
 
 def plan_detect(

@@ -11,6 +11,7 @@ with the metrics operators care about.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ from pipelines.frames import (
 )
 from predictor.engine import Engine, EngineConfig
 from predictor.errors import ValidationError
+from predictor.events import ms_to_iso
 from predictor.features import DEFAULT_METRICS
 from predictor.labels import Alarm, Incident, lead_time_report, make_labels
 from predictor.policy import PolicyConfig
@@ -82,6 +84,10 @@ class Dataset:
     feature_names: list[str]
     #: The detector whose anomaly scores are among the features (the model records it).
     detector: str | None = None
+    #: The telemetry metrics the features came from, in order (the model declares them).
+    metric_names: tuple[str, ...] = ()
+    #: What the rows came from: ``sha256`` of the input, ``from``/``to`` (RFC 3339), ``rows``.
+    source: dict[str, Any] | None = None
 
 
 #: Columns an incidents CSV must have; the contract's others are optional here.
@@ -139,16 +145,18 @@ def read_incidents(path: Path, show: int = 3) -> list[Incident]:
 
 def build_features(
     frames: Iterable[pd.DataFrame],
-    metric_names: tuple[str, ...] = DEFAULT_METRICS,
+    metric_names: tuple[str, ...] | None = DEFAULT_METRICS,
     stride: int = 3,
     progress: Callable[[int], None] | None = None,
     source: object = None,
 ) -> Dataset:
     """Run the stream's engine over history frames and keep every ``stride``-th row.
 
-    ``source`` names the file in error messages.
+    ``metric_names`` None takes every numeric metric column of the data, whatever its
+    name (the model then declares them). ``source`` names the file in error messages.
     """
-    engine = Engine(EngineConfig(metric_names=metric_names))
+    engine: Engine | None = None
+    digest = hashlib.sha256()
     xs: list[np.ndarray] = []
     ts: list[np.ndarray] = []
     keys: list[tuple[str, str, str]] = []
@@ -157,8 +165,11 @@ def build_features(
     for df in frames:
         if layout is None:
             layout = detect_layout(df, metric_names, source=source)
+            engine = Engine(EngineConfig(metric_names=layout.metrics))
         else:
             check_numeric(df, layout, source, offset)
+        assert engine is not None
+        digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
         res = engine.process(
             frame_to_batch(df, layout, offset), collect_features=True, decide=False
         )
@@ -171,15 +182,23 @@ def build_features(
         offset += len(df)
         if progress:
             progress(len(df))
-    if not xs:
+    if not xs or engine is None:
         raise ValidationError("empty", "no telemetry rows")
+    all_ts = np.concatenate(ts)
     return Dataset(
         x=np.concatenate(xs),
         y=np.zeros(0, dtype=np.int8),
-        ts_ms=np.concatenate(ts),
+        ts_ms=all_ts,
         keys=keys,
         feature_names=engine.feature_names,
         detector=engine.config.detector,
+        metric_names=tuple(engine.config.metric_names),
+        source={
+            "sha256": digest.hexdigest(),
+            "from": ms_to_iso(int(all_ts.min())) if len(all_ts) else None,
+            "to": ms_to_iso(int(all_ts.max())) if len(all_ts) else None,
+            "rows": offset,
+        },
     )
 
 
@@ -271,6 +290,8 @@ def train_model(
         "fit_s": fit_s,
     }
     model.metrics_ = {k: float(v) for k, v in metrics.items() if v is not None}
+    model.metric_names_ = data.metric_names
+    model.training_data_ = data.source
     return model, {"metrics": metrics, "per_incident": lead["per_incident"]}
 
 
@@ -279,23 +300,27 @@ def train_files(
     incidents: Path,
     cfg: TrainConfig,
     progress: Callable[[int], None] | None = None,
+    metrics: tuple[str, ...] | None = None,
 ) -> tuple[RiskModel, dict[str, Any]]:
-    """``precovery train``: features from a telemetry file, labels from an incidents CSV."""
+    """``precovery train``: features from a telemetry file, labels from an incidents CSV.
+
+    ``metrics`` None takes every numeric metric column, whatever their names.
+    """
     # Fail on bad columns, cells or incidents before the long pass.
-    check_train_inputs(telemetry, incidents)
+    check_train_inputs(telemetry, incidents, metrics)
     found = read_incidents(incidents)
-    data = build_features(
-        iter_frames(telemetry), DEFAULT_METRICS, cfg.stride, progress, source=telemetry
-    )
+    data = build_features(iter_frames(telemetry), metrics, cfg.stride, progress, source=telemetry)
     return train_model(data, found, cfg)
 
 
-def check_train_inputs(telemetry: Path, incidents: Path) -> None:
+def check_train_inputs(
+    telemetry: Path, incidents: Path, metrics: tuple[str, ...] | None = None
+) -> None:
     """The checks ``precovery train`` runs before any work (ValidationError on a fault)."""
     head = read_head(telemetry, n=10_000)
     if head.empty:
         raise ValidationError("empty", f"{telemetry}: a header but no rows; expected telemetry")
-    detect_layout(head, DEFAULT_METRICS, source=telemetry)
+    detect_layout(head, metrics, source=telemetry)
     read_incidents(incidents)
 
 

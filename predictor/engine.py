@@ -238,6 +238,12 @@ class Engine:
     # -- model ------------------------------------------------------------------------
     def set_model(self, model: RiskModel | None) -> None:
         """Swap the risk model (hot reload); its features must match the stream's."""
+        declared = tuple(getattr(model, "metric_names_", ()) or ())
+        if model is not None and declared and declared != tuple(self.config.metric_names):
+            raise ModelError(
+                f"the model takes the metrics {', '.join(declared)}; this stream tracks "
+                f"{', '.join(self.config.metric_names)} (configure the stream from the model)"
+            )
         if model is not None and list(model.feature_names_) != self.feature_names:
             missing = set(model.feature_names_) - set(self.feature_names)
             raise ModelError(

@@ -83,6 +83,10 @@ class RiskModel:
         self.num_threads = num_threads
         #: Detector whose anomaly scores the model learnt from (None: not recorded).
         self.detector_: str | None = None
+        #: Telemetry metrics the features were computed from, in order (the model's inputs).
+        self.metric_names_: tuple[str, ...] = ()
+        #: What it was trained on: ``sha256`` of the data, ``from``/``to`` times, ``rows``.
+        self.training_data_: dict[str, Any] | None = None
 
     # -- sklearn-style API -------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, feature_names: list[str] | None = None) -> Self:
@@ -187,6 +191,7 @@ class RiskModel:
         self.booster_.save_model(str(path / "model.lgb"))
         meta = {
             "params": self.get_params(),
+            "inputs": self.inputs,
             "feature_names": self.feature_names_,
             "detector": self.detector_,
             "calibration": self.calibration_,
@@ -207,11 +212,28 @@ class RiskModel:
         model.booster_ = booster
         model.feature_names_ = list(meta["feature_names"])
         model.detector_ = meta.get("detector")
+        inputs = meta.get("inputs") or {}
+        model.metric_names_ = tuple(
+            inputs.get("metric_names") or metrics_of_features(model.feature_names_)
+        )
+        model.training_data_ = inputs.get("training_data")
         cal = meta.get("calibration")
         model.calibration_ = (list(cal[0]), list(cal[1])) if cal else None
         model.metrics_ = dict(meta.get("metrics", {}))
         model._version = (booster, _content_hash(booster))
         return model
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """What the model declares it takes: metric names, features, horizon, detector,
+        and the data it was trained on. Train, detect and the stream read them here."""
+        return {
+            "metric_names": list(self.metric_names_),
+            "feature_names": list(getattr(self, "feature_names_", [])),
+            "horizon_s": self.horizon_s,
+            "detector": self.detector_,
+            "training_data": self.training_data_,
+        }
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -229,3 +251,13 @@ class RiskModel:
 def _content_hash(booster: lgb.Booster) -> str:
     """``sha-`` and 12 hex digits of the model text (stable across save and load)."""
     return "sha-" + hashlib.sha256(booster.model_to_string().encode()).hexdigest()[:12]
+
+
+def metrics_of_features(feature_names: list[str]) -> list[str]:
+    """Metric names of feature names ``<metric>__<feature>``, in order (models saved before
+    they declared their inputs).
+
+    >>> metrics_of_features(["cpu_pct__z", "cpu_pct__slope", "mem_pct__z", "anomaly_score"])
+    ['cpu_pct', 'mem_pct']
+    """
+    return list(dict.fromkeys(n.split("__", 1)[0] for n in feature_names if "__" in n))

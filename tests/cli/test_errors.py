@@ -207,7 +207,17 @@ def test_train_names_the_missing_metric_columns(tmp_path: Path, no_training: Non
     tele.write_text("ts,system,component,host,cpu_pct\n2026-01-05T00:00:00Z,a,b,c,1\n")
     inc = tmp_path / "incidents.csv"
     inc.write_text("incident_id,system,when\ni1,eq-oms,2026-01-05T00:00:00Z\n")
-    code, line = run("train", "--telemetry", tele, "--incidents", inc, "--out", tmp_path / "m")
+    code, line = run(
+        "train",
+        "--telemetry",
+        tele,
+        "--incidents",
+        inc,
+        "--out",
+        tmp_path / "m",
+        "--metrics",
+        "cpu_pct,mem_pct",
+    )
     assert code == 2
     # the telemetry lacks metrics too; the first fault named is the telemetry's
     assert f"{tele}: metric columns not in the file: mem_pct" in line

@@ -127,3 +127,38 @@ def test_unfitted_and_one_class_and_missing_dir(tmp_path: Path) -> None:
 def test_empty_input(fitted: RiskModel) -> None:
     assert fitted.predict_risk(np.zeros((0, N_FEATURES))).shape == (0,)
     assert fitted.explain(np.zeros((0, N_FEATURES))) == []
+
+
+def test_a_model_declares_its_inputs_whatever_the_metric_names(tmp_path: Path) -> None:
+    """Train on metrics nobody named in advance; the model says what it takes."""
+    import pandas as pd
+
+    from pipelines.train import build_features
+    from predictor.engine import Engine, EngineConfig
+
+    rng = np.random.default_rng(0)
+    n = 600
+    df = pd.DataFrame(
+        {
+            "ts": 1_767_571_200_000 + np.arange(n) * 10_000,
+            "system": "s",
+            "component": "c",
+            "host": "h",
+            "queue.len": rng.normal(10, 1, n),
+            "Temp (C)": rng.normal(40, 2, n),
+        }
+    )
+    data = build_features([df], None, stride=1)
+    assert data.metric_names == ("queue.len", "Temp (C)")
+    assert data.source is not None and data.source["rows"] == n and data.source["sha256"]
+    y = (np.arange(len(data.x)) % 7 == 0).astype(np.int8)
+    model = RiskModel(n_estimators=5, min_child_samples=5).fit(data.x, y, data.feature_names)
+    model.metric_names_, model.training_data_ = data.metric_names, data.source
+    loaded = RiskModel.load(model.save(tmp_path / "m"))
+    assert loaded.metric_names_ == ("queue.len", "Temp (C)")
+    assert loaded.inputs["training_data"]["sha256"] == data.source["sha256"]
+    assert loaded.inputs["feature_names"] == data.feature_names
+    # a stream configured from the model takes it; one tracking other metrics refuses it
+    Engine(EngineConfig(metric_names=loaded.metric_names_), model=loaded)
+    with pytest.raises(ModelError, match="queue.len"):
+        Engine(EngineConfig(metric_names=("cpu_pct",)), model=loaded)
