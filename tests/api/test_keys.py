@@ -7,6 +7,7 @@ import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -295,3 +296,52 @@ def test_score_wants_json(open_client: TestClient) -> None:
     assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
     r = open_client.post("/v1/feedback", content=b"{}", headers={"Content-Type": "text/plain"})
     assert r.status_code == 422
+
+
+class FakeNotifier:
+    """What the API reads of an AlertNotifier: ``counts`` and ``firing()``."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        from predictor.alerts import Alert
+
+        self.counts = Counter({"posted": 3, "resolved": 1})
+        labels = {"alertname": "PrecoveryFailoverNow", "system": "eq-oms", "severity": "P1"}
+        self.alert = Alert(("eq-oms", "failover_now"), "P1", labels, {"summary": "switch now"})
+
+    def firing(self) -> list[Any]:
+        return [self.alert]
+
+
+def test_metrics_and_alerts(live: LiveState) -> None:
+    notifier = FakeNotifier()
+    with TestClient(create_app(live, alerts=notifier)) as c:
+        text = c.get("/metrics").text
+        body = c.get("/v1/alerts").json()
+    system = live.systems()[0]["system"]
+    assert f'precovery_system_risk{{system="{system}"}}' in text
+    assert f'precovery_system_health{{system="{system}"}}' in text
+    assert 'precovery_stage_seconds_bucket{le="+Inf",stage="engine"}' in text
+    assert 'precovery_alerts_total{outcome="posted"} 3.0' in text
+    assert "precovery_alerts_firing 1.0" in text
+    assert body["source"] == "notifier"
+    assert body["alerts"][0]["labels"]["system"] == "eq-oms"
+    assert body["alerts"][0]["annotations"]["summary"] == "switch now"
+
+
+def test_demo_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "precovery")
+    r = subprocess.run(
+        [exe, "demo", "--host", "0.0.0.0", "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PRECOVERY_STATE_DIR": str(tmp_path)},
+    )
+    assert r.returncode != 0
+    assert "without API keys" in r.stdout + r.stderr
