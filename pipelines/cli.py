@@ -90,7 +90,8 @@ def simulate(
     except PrecoveryError as exc:
         raise fail(exc) from exc
     setup_logging(verbose)
-    from predictor.sim import SimConfig, Simulator, write_dataset
+    from pipelines.files import write_dataset
+    from predictor.sim import SimConfig, Simulator
 
     sim = Simulator(SimConfig(seed=seed, failures_per_day=failures_per_day))
     with progress("hours") as bar:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from predictor import contracts
 from predictor.engine import Engine, StepResult
 from predictor.errors import PrecoveryError, ValidationError
 from predictor.events import (
@@ -55,12 +56,12 @@ SRC_TS_HEADER = "precovery.src_ts_ms"
 class Topics:
     """Topic names of the contracts (settings ``PRECOVERY_KAFKA__*_TOPIC``)."""
 
-    telemetry: str = "telemetry.v1"
-    positions: str = "positions.v1"
-    market: str = "market.v1"
-    recommendations: str = "recommendations.v1"
-    health: str = "health.v1"
-    dlq: str = "telemetry.dlq.v1"
+    telemetry: str = contracts.TOPIC_TELEMETRY
+    positions: str = contracts.TOPIC_POSITIONS
+    market: str = contracts.TOPIC_MARKET
+    recommendations: str = contracts.TOPIC_RECOMMENDATIONS
+    health: str = contracts.TOPIC_HEALTH
+    dlq: str = contracts.TOPIC_DLQ
 
 
 @dataclass(slots=True)

@@ -29,11 +29,11 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
+from predictor.contracts import SESSIONS
 from predictor.errors import ValidationError
 
 T = TypeVar("T")
 
-SESSIONS = ("closed", "pre_open", "opening_auction", "continuous", "closing_auction")
 SESSION_CODE = {name: i for i, name in enumerate(SESSIONS)}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -34,24 +34,7 @@ from typing import Any
 import numpy as np
 
 from predictor.batching import rounds
-
-DEFAULT_METRICS: tuple[str, ...] = (
-    "cpu_pct",
-    "mem_pct",
-    "gc_pause_ms",
-    "db_lock_wait_ms",
-    "db_latency_ms",
-    "net_rtt_us",
-    "packet_loss_pct",
-    "disk_io_wait_pct",
-    "disk_used_pct",
-    "queue_depth",
-    "order_latency_p99_us",
-    "md_feed_lag_ms",
-    "md_seq_gaps",
-    "error_rate",
-    "heartbeat_age_ms",
-)
+from predictor.contracts import DEFAULT_METRICS
 
 PER_METRIC = ("value", "z", "level_z", "slope_short", "slope_long", "persist")
 ENTITY_FEATURES = ("gap_s", "max_abs_z")

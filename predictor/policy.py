@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from predictor.contracts import ACTIONS
 from predictor.market import CostConfig, Exposure, MarketArrays, outage_loss, switch_cost
 
-ACTIONS = ("none", "watch", "prepare_standby", "failover_at_window", "failover_now")
 URGENCY = {name: i for i, name in enumerate(ACTIONS)}
 NONE, WATCH, PREPARE, AT_WINDOW, NOW = range(5)
 

@@ -1,8 +1,15 @@
 """A deterministic, seeded simulated trading fleet.
 
-Pure numpy/pandas: the :class:`Simulator` yields telemetry, positions and market state
-in chunks, plus ground truth (episodes and incidents); :func:`write_dataset` is the one
-function here that touches files.
+Pure numpy/pandas, a subpackage of the core that shares its contracts
+(:mod:`predictor.contracts`: metric and session names): the :class:`Simulator` yields
+telemetry, positions and market state in chunks, plus ground truth (episodes and
+incidents), as a function of its seed and of event time — no clock, no files. Writing a
+simulated history to files is an edge: :func:`pipelines.files.write_dataset`.
+
+Why a subpackage and not a package of its own: the simulator is the embedded default's
+input and the tests' fixture, it must speak exactly the wire formats the core decodes,
+and it has no dependency the core lacks; a separate distribution would only add a
+version to keep in step.
 
 >>> sim = Simulator(SimConfig(seed=3))
 >>> len(sim.fleet.entities)
@@ -24,7 +31,6 @@ from predictor.sim.generator import (
     SimConfig,
     Simulator,
     telemetry_events,
-    write_dataset,
 )
 from predictor.sim.market import SESSIONS, next_session_change, session_at
 
@@ -46,5 +52,4 @@ __all__ = [
     "next_session_change",
     "session_at",
     "telemetry_events",
-    "write_dataset",
 ]

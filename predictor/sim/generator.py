@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from predictor.contracts import DEFAULT_METRICS
 from predictor.sim.episodes import (
     OPEN_BURST_KINDS,
     Episode,
@@ -45,30 +45,13 @@ __all__ = [
     "SimConfig",
     "Simulator",
     "telemetry_events",
-    "write_dataset",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 #: Metric columns, in order; every entity emits all of them.
-METRICS: tuple[str, ...] = (
-    "cpu_pct",
-    "mem_pct",
-    "gc_pause_ms",
-    "db_lock_wait_ms",
-    "db_latency_ms",
-    "net_rtt_us",
-    "packet_loss_pct",
-    "disk_io_wait_pct",
-    "disk_used_pct",
-    "queue_depth",
-    "order_latency_p99_us",
-    "md_feed_lag_ms",
-    "md_seq_gaps",
-    "error_rate",
-    "heartbeat_age_ms",
-)
+METRICS: tuple[str, ...] = DEFAULT_METRICS
 _ID_COLS = ("ts", "system", "component", "host")
 
 # Per-kind baselines at nominal load, in METRICS order without heartbeat_age_ms:
@@ -474,110 +457,3 @@ def telemetry_events(df: pd.DataFrame) -> list[dict[str, Any]]:
         {"ts": t, "system": s, "component": c, "host": h, "metrics": m}
         for t, s, c, h, m in zip(ts, systems, components, hosts, metrics, strict=True)
     ]
-
-
-def _ts_for(fmt: str, ts: IntArray) -> Any:
-    if fmt == "csv":
-        return np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms", timezone="UTC")
-    return pd.to_datetime(ts, unit="ms", utc=True)
-
-
-class _Sink:
-    """Append DataFrames to one Parquet or CSV file."""
-
-    def __init__(self, path: Path, fmt: str) -> None:
-        self.path = path
-        self.fmt = fmt
-        self._writer: Any = None
-        self._header = True
-
-    def write(self, df: pd.DataFrame) -> None:
-        if len(df) == 0:
-            return
-        df = df.assign(ts=_ts_for(self.fmt, df["ts"].to_numpy(np.int64)))
-        if self.fmt == "csv":
-            df.to_csv(
-                self.path, mode="w" if self._header else "a", header=self._header, index=False
-            )
-            self._header = False
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, table.schema)
-        self._writer.write_table(table.cast(self._writer.schema))
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        elif self._header:  # nothing written: still leave an (empty) file behind
-            self.path.write_text("")
-
-
-def write_dataset(
-    sim: Simulator,
-    hours: float,
-    out_dir: Path,
-    fmt: str = "parquet",
-    progress: Callable[[float], None] | None = None,
-) -> dict[str, Path]:
-    """Write ``hours`` of simulated history to ``out_dir``, streaming chunk by chunk.
-
-    Files: ``telemetry.<fmt>``, ``positions.<fmt>``, ``market.<fmt>`` and
-    ``incidents.csv``. ``ts`` is an RFC 3339 UTC string (``...T00:00:10.000Z``) in CSV
-    and ``timestamp[ms, tz=UTC]`` in Parquet. Incidents keep their RFC 3339 strings.
-
-    Parameters
-    ----------
-    sim : Simulator
-        The simulator.
-    hours : float
-        Length of history from the simulation start.
-    out_dir : Path
-        Target directory, created if missing.
-    fmt : {'parquet', 'csv'}
-        File format of the three time series.
-    progress : callable, optional
-        Called with the fraction done (0..1] after every chunk.
-
-    Returns
-    -------
-    dict of str to Path
-        ``telemetry``, ``positions``, ``market`` and ``incidents`` file paths.
-    """
-    if fmt not in ("parquet", "csv"):
-        raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.{fmt}" for name in ("telemetry", "positions", "market")}
-    paths["incidents"] = out_dir / "incidents.csv"
-    # About half a million rows per chunk bounds memory whatever the fleet size.
-    steps = max(6, 500_000 // max(1, len(sim.fleet.entities)))
-    chunk_s = min(3600.0, max(60.0, (steps * sim.config.interval_s) // 60 * 60))
-    sinks = {name: _Sink(paths[name], fmt) for name in ("telemetry", "positions", "market")}
-    total_ms = max(1, int(round(hours * 3_600_000)))
-    try:
-        for chunk in sim.iter_chunks(hours, chunk_s=chunk_s):
-            sinks["telemetry"].write(chunk.telemetry)
-            sinks["positions"].write(pd.DataFrame(chunk.positions))
-            sinks["market"].write(pd.DataFrame(chunk.market))
-            if progress is not None:
-                progress(min(1.0, (chunk.t1_ms - sim.start_ms) / total_ms))
-    finally:
-        for sink in sinks.values():
-            sink.close()
-    columns = [
-        "incident_id",
-        "system",
-        "component",
-        "host",
-        "started_at",
-        "resolved_at",
-        "severity",
-        "kind",
-        "summary",
-    ]
-    pd.DataFrame(sim.incidents(hours), columns=columns).to_csv(paths["incidents"], index=False)
-    logger.info("wrote %.1f h of simulated history to %s", hours, out_dir)
-    return paths

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from predictor.contracts import SESSIONS as CONTRACT_SESSIONS
 from predictor.errors import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -40,17 +41,12 @@ __all__ = [
     "session_codes",
 ]
 
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 #: Session names; ``session_codes`` returns indices into this tuple.
-SESSIONS: tuple[str, ...] = (
-    "closed",
-    "pre_open",
-    "opening_auction",
-    "continuous",
-    "closing_auction",
-)
+SESSIONS: tuple[str, ...] = CONTRACT_SESSIONS
 _CLOSED, _PRE, _OPEN_AUC, _CONT, _CLOSE_AUC = range(5)
 
 _MIN_MS = 60_000

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from pipelines.driver import Topics
+from pipelines.files import write_dataset
 from pipelines.kafka_sim import simulate_to_kafka
 from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
 from pipelines.memory import MemorySink, MemorySource
@@ -26,7 +27,7 @@ from pipelines.partition import engine_factory
 from pipelines.replay import replay_history, run_records, sim_records
 from predictor.engine import Engine, EngineConfig
 from predictor.risk import RiskModel
-from predictor.sim import SimConfig, Simulator, write_dataset
+from predictor.sim import SimConfig, Simulator
 from tests.integration.test_stream_kafka import read_all
 
 SIM = SimConfig(seed=13, failures_per_day=60.0)

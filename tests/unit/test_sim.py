@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.files import write_dataset
 from predictor.errors import ConfigError, ValidationError
 from predictor.sim import (
     FAILURE_MODES,
@@ -22,7 +23,6 @@ from predictor.sim import (
     next_session_change,
     session_at,
     telemetry_events,
-    write_dataset,
 )
 
 H = 3_600_000
