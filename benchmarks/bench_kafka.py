@@ -42,7 +42,8 @@ from pipelines.kafka_io import ensure_topics
 from pipelines.kafka_sim import simulate_to_kafka
 from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
 from pipelines.models import BASELINE_DIR, train_on_simulation
-from pipelines.partition import SRC_TS_HEADER, engine_factory
+from pipelines.driver import SRC_TS_HEADER
+from pipelines.partition import engine_factory
 from pipelines.stream import Topics
 from predictor.engine import EngineConfig
 from predictor.errors import ModelError

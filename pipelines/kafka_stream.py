@@ -279,6 +279,7 @@ class KafkaStreamWorker:
                 else:
                     out.extend(dead)
         out.extend(self._poll_market())
+        self.feed.note(n)  # records read are input, a backlog included
         if n:
             self._fleet_moved_at = time.monotonic()
         if any(t.pending_records for t in self.tasks.values()):
