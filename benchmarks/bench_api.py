@@ -10,8 +10,9 @@ carries two bare endpoints returning pre-serialised bytes of the same size as
 ``GET /v1/systems/{system}`` and ``GET /v1/systems``; a second server runs the same live
 state with API keys on (``Authorization: Bearer``), to show what keys cost. ``wrk``
 (``apt-get install wrk``) drives each endpoint at concurrency 1, 10 and 50 for
-``--duration`` seconds, ``--repeats`` times, interleaved; the table gives medians of req/s
-and of p50/p99 latency, and each row's share of the same-size bare endpoint's req/s.
+``--duration`` seconds, ``--repeats`` times, interleaved (every other pass in reverse
+order); the table gives medians of req/s and of p50/p99 latency, and each row's share of
+the same-size bare endpoint's req/s.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--copies", type=int, default=10, help="fleet copies (×17 hosts)")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4, help="even: half in reverse order")
     ap.add_argument("--feed-period", type=float, default=0.05, help="worker poll period, s")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -166,9 +167,11 @@ def main() -> None:
     ]
     results: dict[tuple[int, int], list[dict[str, float]]] = {}
     t0 = time.monotonic()
-    for _ in range(args.repeats):
+    for rep in range(args.repeats):
         for conns in (1, 10, 50):
-            for i, (_name, url, needs_key, _vs) in enumerate(endpoints):
+            # every other repeat in reverse: on a shared machine a fixed order biases rows
+            order = list(enumerate(endpoints))
+            for i, (_name, url, needs_key, _vs) in order[:: -1 if rep % 2 else 1]:
                 got = wrk(url, conns, args.duration, info["KEY"] if needs_key else None)
                 results.setdefault((i, conns), []).append(got)
     child.stdin.close()
