@@ -345,3 +345,20 @@ def test_demo_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     )
     assert r.returncode != 0
     assert "without API keys" in r.stdout + r.stderr
+
+
+def test_tls_options(tmp_path: Path) -> None:
+    from pipelines.keys import tls_options
+    from pipelines.settings import ApiSettings
+
+    assert tls_options(Settings(state_dir=tmp_path)) == {}
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    half = Settings(api=ApiSettings(ssl_certfile=cert))
+    with pytest.raises(ConfigError, match="both"):
+        tls_options(half)
+    both = Settings(api=ApiSettings(ssl_certfile=cert, ssl_keyfile=key))
+    with pytest.raises(ConfigError, match="not found"):
+        tls_options(both)
+    cert.write_text("x")
+    key.write_text("y")
+    assert tls_options(both) == {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}

@@ -225,3 +225,54 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     )
     assert r.returncode != 0
     assert "without API keys" in r.stdout + r.stderr
+
+
+def test_stream_ops_port(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> None:
+    """`precovery stream --ops-port` answers /healthz, /readyz and /metrics while it runs."""
+    simulate_to_kafka(kafka_bootstrap, SIM, 0.25, topics, None)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PRECOVERY_KAFKA__TELEMETRY_TOPIC": topics.telemetry,
+        "PRECOVERY_KAFKA__POSITIONS_TOPIC": topics.positions,
+        "PRECOVERY_KAFKA__MARKET_TOPIC": topics.market,
+        "PRECOVERY_KAFKA__RECOMMENDATIONS_TOPIC": topics.recommendations,
+        "PRECOVERY_KAFKA__HEALTH_TOPIC": topics.health,
+        "PRECOVERY_KAFKA__DLQ_TOPIC": topics.dlq,
+    }
+    proc = subprocess.Popen(
+        [
+            PRECOVERY,
+            "stream",
+            "--bootstrap",
+            kafka_bootstrap,
+            "--group",
+            f"g-{uuid.uuid4().hex[:8]}",
+            "--state-dir",
+            str(tmp_path),
+            "--no-model",
+            "--no-create-topics",
+            "--session-timeout-ms",
+            "6000",
+            "--ops-port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: httpx.get(f"{base}/healthz").json()["status"] == "ok", 60)
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60, "ready")
+
+        def delivered() -> str | None:
+            text = httpx.get(f"{base}/metrics").text
+            return text if "precovery_deliveries_total{" in text else None
+
+        text = wait_for(delivered, 60, "deliveries in the metrics")
+        assert "precovery_ready 1.0" in text and "precovery_system_health{" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
