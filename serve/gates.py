@@ -1,6 +1,7 @@
 """The API's gates, as pure ASGI middleware (cheap on the hot path): hosts, keys, roles.
 
-Order, outermost first: :class:`HostGate` (the ``Host`` header against an allow list),
+Order, outermost first: :class:`HostGate` (the ``Host`` header against an allow list; not
+Starlette's ``TrustedHostMiddleware``, which answers in plain text),
 CORS (Starlette's, when origins are configured), the request-id context, then
 :class:`KeyGate` (API key, role, rate limit). Refusals are JSON bodies with the request
 id, like every other error:
