@@ -18,10 +18,11 @@ from typing import Annotated
 import typer
 
 from pipelines import inputs
+from pipelines.cli_delivery import orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
 from pipelines.cli_serve import serve
-from pipelines.console import Verbose, console, fail, progress, setup_logging
+from pipelines.console import Mkdir, Verbose, console, fail, progress, setup_logging
 from predictor.errors import PrecoveryError, ValidationError
 
 app = typer.Typer(
@@ -32,12 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Mkdir = Annotated[
-    bool,
-    typer.Option(
-        "--mkdir", envvar="PRECOVERY_MKDIR", help="Create the output's folder if it is missing"
-    ),
-]
 
 
 @app.command()
@@ -466,6 +461,18 @@ def demo(
             help="Send SRE alerts to this Alertmanager (scripts/alertmanager start)",
         ),
     ] = None,
+    orchestrator_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PRECOVERY_DELIVERY__URL",
+            help="Push recommendations to this orchestrator (precovery orchestrator), "
+            "through a durable outbox under --state-dir",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path,
+        typer.Option(envvar="PRECOVERY_STATE_DIR", help="Local state: the delivery outbox"),
+    ] = Path(".precovery"),
     mkdir: Mkdir = False,
     verbose: Verbose = False,
 ) -> None:
@@ -491,7 +498,7 @@ def demo(
     from pipelines.demo import DemoConfig, run_demo
     from pipelines.keys import feedback_store, security_for
     from pipelines.models import BASELINE_DIR, load_or_train
-    from pipelines.settings import alert_notifier, engine_config, get_settings
+    from pipelines.settings import alert_notifier, delivery_config, engine_config, get_settings
 
     settings = get_settings()
     try:
@@ -499,6 +506,7 @@ def demo(
     except PrecoveryError as exc:
         raise fail(exc) from exc
     notifier = alert_notifier(settings.alerts, alertmanager_url)
+    delivery = delivery_config(settings.delivery, orchestrator_url)
 
     try:
         with progress() as bar:
@@ -527,6 +535,8 @@ def demo(
             # stdout carries only the JSON lines.
             Console(stderr=json_lines, soft_wrap=True),
             notifier=notifier,
+            delivery=delivery,
+            outbox_path=state_dir / "outbox.sqlite",
         )
         if summary_json:
             summary_json.write_text(json.dumps(summary, indent=2))
@@ -542,3 +552,4 @@ app.command()(stream)
 app.command("simulate-kafka")(simulate_kafka)
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+app.command()(orchestrator)

@@ -35,6 +35,13 @@ Verbose = Annotated[
     typer.Option("--verbose", "-v", envvar="PRECOVERY_VERBOSE", help="Log at DEBUG level"),
 ]
 
+Mkdir = Annotated[
+    bool,
+    typer.Option(
+        "--mkdir", envvar="PRECOVERY_MKDIR", help="Create the output's folder if it is missing"
+    ),
+]
+
 USAGE_ERROR = 2
 FAILURE = 1
 

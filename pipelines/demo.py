@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from pipelines.alertmanager import AlertNotifier
+from pipelines.delivery import DeliveryConfig, Outbox, Pusher
 from pipelines.live import LiveState
 from pipelines.memory import MemorySink, MemorySource
 from pipelines.stream import StreamWorker, Topics
@@ -177,12 +179,16 @@ def run_demo(
     console: Console | None = None,
     observe: Callable[[DemoRun], None] | None = None,
     notifier: AlertNotifier | None = None,
+    delivery: DeliveryConfig | None = None,
+    outbox_path: Path | None = None,
 ) -> dict[str, Any]:
     """Run the embedded default; returns the summary printed at the end.
 
     ``observe(run)`` is called once everything is started, in its own thread (the memory
     benchmark samples the run's RSS and event time from there). With ``notifier``, every
     recommendation also becomes SRE alerts in Alertmanager (one per system and cause).
+    With ``delivery``, every recommendation goes into the durable outbox at
+    ``outbox_path`` before it is published, and a pusher delivers it to the orchestrator.
     """
     console = console or Console()
     forever = cfg.duration_s <= 0
@@ -211,12 +217,17 @@ def run_demo(
     run = DemoRun(sim=sim, live=live, source=source, sink=sink, hours=hours)
     topics = Topics()
 
+    outbox = Outbox(outbox_path or Path(".precovery/outbox.sqlite")) if delivery else None
+    pusher = Pusher(outbox, delivery) if outbox is not None and delivery is not None else None
+
     def on_batch(report: Any, result: Any) -> None:
         live.on_batch(report, result)
         if result is not None:
             run.note(result.recommendations)
             if notifier is not None:
                 notifier.observe(result.recommendations)
+            if outbox is not None:
+                outbox.add(result.recommendations)
 
     worker = StreamWorker(
         engine,
@@ -252,6 +263,13 @@ def run_demo(
     if observe is not None:
         threading.Thread(target=observe, args=(run,), name="demo-observer", daemon=True).start()
     alerts_stop = threading.Event()
+    pushing = None
+    if pusher is not None:
+        pushing = threading.Thread(
+            target=pusher.run, args=(alerts_stop,), name="delivery", daemon=True
+        )
+        pushing.start()
+        console.print(f"recommendations pushed to {pusher.config.url} (outbox {outbox_path})")
     alerting = None
     if notifier is not None:
         alerting = threading.Thread(
@@ -275,9 +293,15 @@ def run_demo(
         alerts_stop.set()
         if alerting is not None:
             alerting.join(timeout=30)
+        if pushing is not None:
+            pushing.join(timeout=30)
     summary = _summary(run)
     if notifier is not None:
         summary["alerts"] = dict(notifier.counts)
+    if pusher is not None and outbox is not None:
+        summary["delivery"] = {**dict(pusher.counts), "outbox": outbox.counts()}
+        pusher.close()
+        outbox.close()
     console.print(_summary_table(summary))
     return summary
 

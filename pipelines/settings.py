@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from pipelines.alertmanager import AlertNotifier
+    from pipelines.delivery import DeliveryConfig
     from predictor.engine import EngineConfig
 
 
@@ -81,6 +82,18 @@ class AlertSettings(BaseModel):
     )
 
 
+class DeliverySettings(BaseModel):
+    """Recommendations pushed to an orchestrator (docs/delivery.md)."""
+
+    url: str | None = Field(None, description="Orchestrator endpoint; None: no push")
+    secret: str | None = Field(None, description="HMAC-SHA256 body signature secret")
+    timeout_s: float = Field(5.0, gt=0, description="Per request, s")
+    backoff_base_s: float = Field(0.5, gt=0, description="First retry waits up to this, s")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest retry wait, s")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open it")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="Open circuit lasts, s")
+
+
 class Settings(BaseSettings):
     """Everything configurable, with units in the names."""
 
@@ -106,6 +119,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
 
@@ -141,4 +155,21 @@ def alert_notifier(settings: AlertSettings, url: str | None = None) -> AlertNoti
         AlertPolicy(settings.page_loss_usd, settings.urgent_loss_usd),
         link=settings.link,
         repeat_s=settings.repeat_s,
+    )
+
+def delivery_config(settings: DeliverySettings, url: str | None = None) -> DeliveryConfig | None:
+    """The orchestrator push for ``url`` (default: the setting), or None without one."""
+    target = url or settings.url
+    if not target:
+        return None
+    from pipelines.delivery import DeliveryConfig
+
+    return DeliveryConfig(
+        target,
+        secret=settings.secret,
+        timeout_s=settings.timeout_s,
+        backoff_base_s=settings.backoff_base_s,
+        backoff_max_s=settings.backoff_max_s,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
     )

@@ -1,0 +1,58 @@
+"""``precovery orchestrator`` (the reference orchestrator) and the delivery settings.
+
+Kept out of pipelines/cli.py so that the command tree stays readable; registered there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines import inputs
+from pipelines.console import Mkdir, Verbose, console, fail, setup_logging
+from predictor.errors import PrecoveryError, ValidationError
+
+
+def orchestrator(
+    port: Annotated[
+        int, typer.Option(envvar="PRECOVERY_ORCHESTRATOR_PORT", help="Listen port (127.0.0.1)")
+    ] = 8100,
+    log: Annotated[
+        Path,
+        typer.Option(
+            envvar="PRECOVERY_ORCHESTRATOR_LOG",
+            help="Accepted recommendations, one JSON line each (state is rebuilt from it)",
+        ),
+    ] = Path(".precovery/orchestrator.jsonl"),
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PRECOVERY_DELIVERY__SECRET",
+            help="Require X-Precovery-Signature (HMAC-SHA256 of the body) with this secret",
+        ),
+    ] = None,
+    mkdir: Mkdir = False,
+    verbose: Verbose = False,
+) -> None:
+    """The reference orchestrator: receives recommendations, fences stale epochs, dedupes.
+
+    POST /v1/recommendations (see docs/delivery.md); each accepted one is written to
+    --log and what it would do is logged. Ctrl-C stops it.
+    """
+    try:
+        if not 0 < port <= 65535:
+            raise ValidationError("bad_option", f"--port must be 1-65535, got {port}")
+        inputs.output_path(log, "--log", mkdir)
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    setup_logging(verbose)
+    import uvicorn
+
+    from serve.orchestrator import create_orchestrator
+
+    console.print(
+        f"reference orchestrator on http://127.0.0.1:{port}/v1/recommendations, log {log}"
+    )
+    uvicorn.run(create_orchestrator(log, secret), host="127.0.0.1", port=port, log_level="warning")
