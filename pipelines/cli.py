@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from pipelines import inputs
-from pipelines.cli_delivery import orchestrator
+from pipelines.cli_delivery import deliver, orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
 from pipelines.cli_serve import serve
@@ -553,3 +553,4 @@ app.command("simulate-kafka")(simulate_kafka)
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
 app.command()(orchestrator)
+app.command()(deliver)

@@ -56,3 +56,50 @@ def orchestrator(
         f"reference orchestrator on http://127.0.0.1:{port}/v1/recommendations, log {log}"
     )
     uvicorn.run(create_orchestrator(log, secret), host="127.0.0.1", port=port, log_level="warning")
+
+
+def deliver(
+    bootstrap: Annotated[
+        str,
+        typer.Option(
+            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
+        ),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PRECOVERY_DELIVERY__URL",
+            help="The orchestrator's endpoint (POST /v1/recommendations)",
+        ),
+    ] = None,
+    group: Annotated[
+        str, typer.Option(envvar="PRECOVERY_DELIVERY_GROUP", help="Consumer group of deliverers")
+    ] = "precovery-delivery",
+    idle_exit_s: Annotated[
+        float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this idle")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Push recommendations.v1 from Kafka to the orchestrator (the topic is the outbox).
+
+    One member of a consumer group: in order per system, a partition's offset committed
+    once its record is settled; SIGTERM stops it (docs/delivery.md).
+    """
+    setup_logging(verbose)
+    import signal
+
+    from pipelines.kafka_delivery import KafkaDeliverer
+    from pipelines.settings import delivery_config, get_settings
+
+    settings = get_settings()
+    cfg = delivery_config(settings.delivery, url)
+    if cfg is None:
+        raise fail(ValidationError("bad_option", "give --url or PRECOVERY_DELIVERY__URL"))
+    worker = KafkaDeliverer(bootstrap, settings.kafka.recommendations_topic, cfg, group)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    try:
+        worker.run(idle_exit_s=idle_exit_s)
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    console.print(f"deliverer stopped: {dict(worker.counts)}")

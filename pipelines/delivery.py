@@ -234,46 +234,26 @@ class Pusher:
         return sent
 
     def _deliver(self, item: Item) -> bool:
-        cfg = self.config
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": item.rec_id,
-            "X-Precovery-Epoch": str(item.epoch),
-        }
-        if cfg.secret:
-            headers["X-Precovery-Signature"] = signature(cfg.secret, item.body)
         self.counts["attempts"] += 1
         if item.attempts:
             self.counts["retries"] += 1
-        try:
-            resp = self._http.post(cfg.url, content=item.body, headers=headers)
-        except httpx.HTTPError as exc:
-            return self._failed(item, f"{type(exc).__name__}: {exc}")
-        if resp.status_code < 300:
-            status = _status_of(resp)
-            self.outbox.settle(item.seq, "delivered")
-            self.counts["duplicates" if status == "duplicate" else "delivered"] += 1
-            self._failures = 0
-            return True
-        if resp.status_code == 409:  # a newer epoch was seen: this one is stale, drop it
-            self.outbox.settle(item.seq, "rejected", f"409 stale: {resp.text[:200]}")
-            self.counts["rejected_stale"] += 1
-            self._failures = 0
-            logger.warning("orchestrator refused %s as stale: %s", item.rec_id, resp.text[:200])
-            return True
-        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-            self.outbox.settle(item.seq, "rejected", f"{resp.status_code}: {resp.text[:200]}")
-            self.counts["rejected"] += 1
-            logger.error("orchestrator refused %s: %d %s", item.rec_id, resp.status_code, resp.text)
-            self._failures = 0
-            return True
-        return self._failed(item, f"HTTP {resp.status_code}: {resp.text[:200]}")
+        outcome, detail = push_one(self._http, self.config, item.rec_id, item.epoch, item.body)
+        if outcome == "retry":
+            return self._failed(item, detail)
+        self.counts[outcome] += 1
+        self.outbox.settle(
+            item.seq,
+            "rejected" if outcome.startswith("rejected") else "delivered",
+            None if outcome in ("delivered", "duplicates") else detail,
+        )
+        self._failures = 0
+        return True
 
     def _failed(self, item: Item, error: str) -> bool:
         cfg = self.config
         self._failures += 1
         self.counts["failures"] += 1
-        wait = self._rng.uniform(0.0, min(cfg.backoff_max_s, cfg.backoff_base_s * 2**item.attempts))
+        wait = backoff_s(cfg, item.attempts, self._rng)
         self.outbox.retry_later(item.seq, self._clock() + wait, error)
         logger.info("delivery of %s failed (%s): retry in %.1f s", item.rec_id, error, wait)
         return False
@@ -292,6 +272,41 @@ class Pusher:
 
     def close(self) -> None:
         self._http.close()
+
+
+def push_one(
+    http: httpx.Client, cfg: DeliveryConfig, rec_id: str, epoch: int, body: bytes
+) -> tuple[str, str]:
+    """POST one recommendation; ``(outcome, detail)`` with outcome one of ``delivered``,
+    ``duplicates`` (the orchestrator had it), ``rejected_stale`` (409: a newer epoch was
+    seen), ``rejected`` (another 4xx: permanent) or ``retry`` (timeout, connection, 5xx,
+    408, 429)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": rec_id,
+        "X-Precovery-Epoch": str(epoch),
+    }
+    if cfg.secret:
+        headers["X-Precovery-Signature"] = signature(cfg.secret, body)
+    try:
+        resp = http.post(cfg.url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return "retry", f"{type(exc).__name__}: {exc}"
+    if resp.status_code < 300:
+        return ("duplicates" if _status_of(resp) == "duplicate" else "delivered"), ""
+    detail = f"{resp.status_code}: {resp.text[:200]}"
+    if resp.status_code == 409:
+        logger.warning("orchestrator refused %s as stale: %s", rec_id, detail)
+        return "rejected_stale", detail
+    if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+        logger.error("orchestrator refused %s: %s", rec_id, detail)
+        return "rejected", detail
+    return "retry", detail
+
+
+def backoff_s(cfg: DeliveryConfig, attempts: int, rng: random.Random) -> float:
+    """Full jitter: uniform in ``[0, min(max, base · 2^attempts)]``."""
+    return rng.uniform(0.0, min(cfg.backoff_max_s, cfg.backoff_base_s * 2**attempts))
 
 
 def _status_of(resp: httpx.Response) -> str | None:

@@ -19,7 +19,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from predictor.errors import ConfigError, SinkError, SourceError
 from predictor.ports import OutRecord, RawRecord
@@ -258,25 +258,35 @@ def ensure_topics(
     return counts
 
 
+class RebalanceHandler(Protocol):
+    """What a group member offers :class:`GuardedListener` (public verbs, no private reach)."""
+
+    listener_error: Exception | None
+
+    def on_assigned(self, assigned: list[Any]) -> None: ...
+    def on_revoked(self, revoked: list[Any]) -> None: ...
+    def on_lost(self, lost: list[Any]) -> None: ...
+
+
 class GuardedListener(ConsumerRebalanceListener):
     """Relays rebalance callbacks to a worker, keeping the worker's own exception."""
 
-    def __init__(self, worker: Any) -> None:
+    def __init__(self, worker: RebalanceHandler) -> None:
         self.worker = worker
 
     # kafka-python swallows a callback's exception into a generic KafkaError: keep ours.
     def on_partitions_revoked(self, revoked: list[Any]) -> None:
-        self._guard(self.worker._on_revoked, revoked)
+        self._guard(self.worker.on_revoked, revoked)
 
     def on_partitions_assigned(self, assigned: list[Any]) -> None:
-        self._guard(self.worker._on_assigned, assigned)
+        self._guard(self.worker.on_assigned, assigned)
 
     def on_partitions_lost(self, lost: list[Any]) -> None:
-        self._guard(self.worker._on_lost, lost)
+        self._guard(self.worker.on_lost, lost)
 
     def _guard(self, fn: Callable[[list[Any]], None], parts: list[Any]) -> None:
         try:
             fn(parts)
         except Exception as exc:
-            self.worker._listener_error = exc
+            self.worker.listener_error = exc
             raise

@@ -155,7 +155,7 @@ class KafkaStreamWorker:
             "batches": 0,
         }
         self.assignments: list[list[int]] = []
-        self._listener_error: Exception | None = None
+        self.listener_error: Exception | None = None
         self._to_seek: set[int] = set()
         self.feed = FeedMonitor(config.feed_lost_after_s)
         self.notifier = notifier
@@ -253,7 +253,7 @@ class KafkaStreamWorker:
                 timeout_ms=int(cfg.poll_timeout_s * 1000), max_records=cfg.max_batch
             )
         except Exception as exc:
-            err, self._listener_error = self._listener_error, None
+            err, self.listener_error = self.listener_error, None
             if err is not None:
                 raise err from exc
             raise
@@ -525,7 +525,7 @@ class KafkaStreamWorker:
             logger.warning("offset commit failed (%r); the checkpoints hold the offsets", exc)
 
     # -- rebalance --------------------------------------------------------------------
-    def _on_revoked(self, revoked: list[Any]) -> None:
+    def on_revoked(self, revoked: list[Any]) -> None:
         gone = sorted({tp.partition for tp in revoked if tp.topic == self.topics.telemetry})
         for p in gone:
             task = self.tasks.pop(p, None)
@@ -536,7 +536,7 @@ class KafkaStreamWorker:
         if gone:
             logger.info("worker %s: revoked partitions %s", self.name, gone)
 
-    def _on_lost(self, lost: list[Any]) -> None:
+    def on_lost(self, lost: list[Any]) -> None:
         gone = sorted({tp.partition for tp in lost if tp.topic == self.topics.telemetry})
         for p in gone:  # someone else may own it already: no checkpoint from here
             self.tasks.pop(p, None)
@@ -574,7 +574,7 @@ class KafkaStreamWorker:
             task.start_at(starts[tele], starts[pos])
         return todo
 
-    def _on_assigned(self, assigned: list[Any]) -> None:
+    def on_assigned(self, assigned: list[Any]) -> None:
         parts = sorted({tp.partition for tp in assigned if tp.topic == self.topics.telemetry})
         notes = []
         for p in parts:
