@@ -29,6 +29,7 @@ import orjson
 import pandas as pd
 
 from pipelines.driver import Topics
+from predictor.contracts import INCIDENT_COLUMNS
 from predictor.errors import ValidationError
 from predictor.ports import OutRecord, RawRecord
 from predictor.sim import Simulator
@@ -244,17 +245,8 @@ def write_dataset(
     finally:
         for sink in sinks.values():
             sink.close()
-    columns = [
-        "incident_id",
-        "system",
-        "component",
-        "host",
-        "started_at",
-        "resolved_at",
-        "severity",
-        "kind",
-        "summary",
-    ]
-    pd.DataFrame(sim.incidents(hours), columns=columns).to_csv(paths["incidents"], index=False)
+    pd.DataFrame(sim.incidents(hours), columns=list(INCIDENT_COLUMNS)).to_csv(
+        paths["incidents"], index=False
+    )
     logger.info("wrote %.1f h of simulated history to %s", hours, out_dir)
     return paths

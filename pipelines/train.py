@@ -31,6 +31,7 @@ from pipelines.frames import (
     iter_frames,
     read_head,
 )
+from predictor.contracts import INCIDENT_COLUMNS
 from predictor.engine import Engine, EngineConfig
 from predictor.errors import ValidationError
 from predictor.events import ms_to_iso
@@ -92,17 +93,6 @@ class Dataset:
 
 #: Columns an incidents CSV must have; the contract's others are optional here.
 INCIDENT_REQUIRED = ("system", "component", "started_at")
-INCIDENT_COLUMNS = (
-    "incident_id",
-    "system",
-    "component",
-    "host",
-    "started_at",
-    "resolved_at",
-    "severity",
-    "kind",
-    "summary",
-)
 
 
 def read_incidents(path: Path, show: int = 3) -> list[Incident]:

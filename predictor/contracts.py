@@ -64,6 +64,19 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "heartbeat_age_ms",
 )
 
+#: Columns of an incidents file, in order (the fields of :class:`IncidentV1`).
+INCIDENT_COLUMNS: tuple[str, ...] = (
+    "incident_id",
+    "system",
+    "component",
+    "host",
+    "started_at",
+    "resolved_at",
+    "severity",
+    "kind",
+    "summary",
+)
+
 #: Incident severities.
 SEVERITIES: tuple[str, ...] = ("P1", "P2", "P3", "P4")
 

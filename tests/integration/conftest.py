@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -222,3 +223,18 @@ def kafka_broker_control(kafka_bootstrap: str) -> Iterator[KafkaBrokerControl]:
     finally:
         if control.stopped:  # leave a running broker for the tests that follow
             control.start()
+
+
+@pytest.fixture
+def topics(tmp_topic: TopicFactory) -> Any:
+    """Fresh contract topics for one test: three partitions (market one), health compacted."""
+    from pipelines.driver import Topics
+
+    return Topics(
+        telemetry=tmp_topic(partitions=3, prefix="tele"),
+        positions=tmp_topic(partitions=3, prefix="pos"),
+        market=tmp_topic(partitions=1, prefix="mkt"),
+        recommendations=tmp_topic(partitions=3, prefix="rec"),
+        health=tmp_topic(partitions=3, configs={"cleanup.policy": "compact"}, prefix="health"),
+        dlq=tmp_topic(partitions=3, prefix="dlq"),
+    )

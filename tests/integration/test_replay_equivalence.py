@@ -12,11 +12,9 @@ from __future__ import annotations
 import io
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-import pytest
 
 from pipelines.driver import Topics
 from pipelines.files import write_dataset
@@ -33,18 +31,6 @@ from tests.integration.test_stream_kafka import read_all
 SIM = SimConfig(seed=13, failures_per_day=60.0)
 HOURS = 1.5
 CONFIG = EngineConfig()
-
-
-@pytest.fixture
-def topics(tmp_topic: Callable[..., str]) -> Topics:
-    return Topics(
-        telemetry=tmp_topic(partitions=3, prefix="tele"),
-        positions=tmp_topic(partitions=3, prefix="pos"),
-        market=tmp_topic(partitions=1, prefix="mkt"),
-        recommendations=tmp_topic(partitions=3, prefix="rec"),
-        health=tmp_topic(partitions=3, configs={"cleanup.policy": "compact"}, prefix="health"),
-        dlq=tmp_topic(partitions=3, prefix="dlq"),
-    )
 
 
 def by_id(values: list[bytes]) -> dict[str, bytes]:

@@ -48,18 +48,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def topics(tmp_topic: Callable[..., str]) -> Topics:
-    return Topics(
-        telemetry=tmp_topic(partitions=3, prefix="tele"),
-        positions=tmp_topic(partitions=3, prefix="pos"),
-        market=tmp_topic(partitions=1, prefix="mkt"),
-        recommendations=tmp_topic(partitions=3, prefix="rec"),
-        health=tmp_topic(partitions=3, configs={"cleanup.policy": "compact"}, prefix="health"),
-        dlq=tmp_topic(partitions=3, prefix="dlq"),
-    )
-
-
 def wait_for(fn: Callable[[], Any], timeout_s: float = 60.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None

@@ -52,18 +52,6 @@ def model(small_model: RiskModel) -> RiskModel:
     return small_model
 
 
-@pytest.fixture
-def topics(tmp_topic: Callable[..., str]) -> Topics:
-    return Topics(
-        telemetry=tmp_topic(partitions=3, prefix="tele"),
-        positions=tmp_topic(partitions=3, prefix="pos"),
-        market=tmp_topic(partitions=1, prefix="mkt"),
-        recommendations=tmp_topic(partitions=3, prefix="rec"),
-        health=tmp_topic(partitions=3, configs={"cleanup.policy": "compact"}, prefix="health"),
-        dlq=tmp_topic(partitions=3, prefix="dlq"),
-    )
-
-
 # -- reading topics (short-lived clients: nothing stays open across a broker restart) ------
 def read_all(bootstrap: str, topic: str, idle_s: float = 1.5, timeout_s: float = 30.0) -> list[Any]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
