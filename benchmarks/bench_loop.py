@@ -33,7 +33,6 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models import BASELINE_DIR  # noqa: E402
-from predictor.detectors import RiverHST  # noqa: E402
 from predictor.engine import Engine, EngineConfig  # noqa: E402
 from predictor.events import decode_telemetry  # noqa: E402
 from predictor.risk import RiskModel  # noqa: E402
@@ -62,8 +61,14 @@ def run_ours(raw: list[bytes], model: RiskModel | None) -> tuple[float, Engine]:
     return len(raw) / (time.perf_counter() - t0), engine
 
 
+def river_model() -> Any:
+    """river's own ``MinMaxScaler | HalfSpaceTrees`` at its defaults (the reference)."""
+    from river import anomaly, preprocessing
+
+    return preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=0)
+
+
 def run_river(events: list[dict[str, Any]], names: tuple[str, ...]) -> float:
-    det = RiverHST(n_features=len(names), warmup=0)
     keys: dict[tuple[str, str, str], int] = {}
     rows = []
     for e in events:
@@ -77,7 +82,7 @@ def run_river(events: list[dict[str, Any]], names: tuple[str, ...]) -> float:
     for slot, row in rows:
         first.setdefault(slot, row)
     for slot, row in first.items():
-        models[slot] = det._new_model()
+        models[slot] = river_model()
         models[slot].learn_one(dict(enumerate(row)))
     t0 = time.perf_counter()
     for slot, row in rows:
@@ -150,11 +155,11 @@ def main() -> None:
     ours_mem = heap_per_entity(lambda: run_ours(raw[: n_hosts * 2], model)[1], n_hosts)
 
     def river_state() -> Any:
-        det = RiverHST(n_features=len(names), warmup=0)
-        keys = np.array([hash(e["host"]) % 50 for e in sub_small[:5000]])
-        x = np.array([[e["metrics"].get(m, np.nan) for m in names] for e in sub_small[:5000]])
-        det.score_learn_many(keys, x)
-        return det
+        models: dict[int, Any] = {}
+        for e in sub_small[:5000]:
+            m = models.setdefault(hash(e["host"]) % 50, river_model())
+            m.learn_one({j: e["metrics"].get(k, np.nan) for j, k in enumerate(names)})
+        return models
 
     river_mem = heap_per_entity(river_state, 50)
     med_ours, med_river = statistics.median(ours), statistics.median(river)

@@ -149,7 +149,7 @@ def load_entity(data_dir: Path, name: str, incidents: pd.DataFrame | None = None
         raise ValueError(f"{test_path}: no numeric metric columns")
     tcol = "ts" if "ts" in test.columns else "timestamp" if "timestamp" in test.columns else None
     if tcol is None:
-        ts_s = np.arange(len(test), dtype=np.float64) * 60.0
+        ts_s: np.ndarray = np.arange(len(test), dtype=np.float64) * 60.0
     else:
         ts = pd.to_datetime(test[tcol], utc=True)
         # Seconds whatever the column's resolution (pandas 3 keeps ms/us/ns units).

@@ -2,14 +2,16 @@
 
 - host: ``100 · (1 - max(risk_term, anomaly_term))``; 0 once the heartbeat rule fires.
 
-  - ``anomaly_term = anomaly_weight · clip((S - ALARM_BITS) / (FULL_BITS - ALARM_BITS), 0, 1)``
+  - ``anomaly_term = anomaly_weight · clip((S - TAIL_BITS) / (FULL_BITS - TAIL_BITS), 0, 1)``
     where ``S`` is the anomaly's surprise in bits (:mod:`predictor.detectors.calibration`):
-    nothing below the tail threshold (12 bits: about one normal row in 4,096), falling
-    linearly to ``100 · (1 - anomaly_weight)`` = 50 at 40 bits and beyond.
+    nothing below 16 bits (one normal row in 65,536: at one event per 10 s, a host crosses
+    it by chance about once a week), falling linearly to ``100 · (1 - anomaly_weight)``
+    = 50 at 48 bits and beyond.
   - ``risk_term = clip((risk - RISK_FLOOR) / (1 - RISK_FLOOR), 0, 1)``: a forecast
-    probability of failure within the horizon below ``RISK_FLOOR`` (5 %) is the ordinary
-    background of a calibrated model and costs nothing; above, health falls linearly
-    to 0 at certainty. Without a model (NaN risk) the term is left out.
+    probability of failure within the horizon below ``RISK_FLOOR`` (0.2, the policy's
+    ``watch`` threshold: below it the recommendation is ``none``) is background and costs
+    nothing; above, health falls linearly to 0 at certainty. Without a model (NaN risk)
+    the term is left out.
 - component: the worst of its hosts (a component is as healthy as its sickest host: the
   orchestrator fails the component over, not one host).
 - system: the worst of its *critical* components, but never above the mean of all of
@@ -17,8 +19,8 @@
 
 >>> import numpy as np
 >>> from predictor.detectors.calibration import score_from_bits
->>> a = score_from_bits(np.array([5.0, 26.0, 60.0]))  # ordinary, in the tail, far out
->>> host_health(np.array([0.02, np.nan, 0.24]), a, np.zeros(3, dtype=bool)).round(1).tolist()
+>>> a = score_from_bits(np.array([5.0, 32.0, 60.0]))  # ordinary, in the tail, far out
+>>> host_health(np.array([0.1, np.nan, 0.6]), a, np.zeros(3, dtype=bool)).round(1).tolist()
 [100.0, 75.0, 50.0]
 """
 
@@ -26,20 +28,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from predictor.detectors.calibration import ALARM_BITS, bits_from_score
+from predictor.detectors.calibration import HALF_BITS, bits_from_score
 
 ANOMALY_WEIGHT = 0.5
+#: Surprise (bits) below which an anomaly costs no health.
+TAIL_BITS = HALF_BITS
 #: Surprise (bits) at which the anomaly term reaches its full weight.
-FULL_BITS = 40.0
-#: Risk below this is background, not evidence.
-RISK_FLOOR = 0.05
+FULL_BITS = 48.0
+#: Risk below this is background, not evidence (the policy's ``watch`` threshold).
+RISK_FLOOR = 0.2
 
 
 def anomaly_term(anomaly: np.ndarray, anomaly_weight: float = ANOMALY_WEIGHT) -> np.ndarray:
-    """The anomaly's share of lost health: 0 below :data:`ALARM_BITS` of surprise."""
+    """The anomaly's share of lost health: 0 below :data:`TAIL_BITS` of surprise."""
     bits = bits_from_score(np.nan_to_num(np.asarray(anomaly, dtype=np.float64)))
     return np.asarray(
-        anomaly_weight * np.clip((bits - ALARM_BITS) / (FULL_BITS - ALARM_BITS), 0.0, 1.0)
+        anomaly_weight * np.clip((bits - TAIL_BITS) / (FULL_BITS - TAIL_BITS), 0.0, 1.0)
     )
 
 

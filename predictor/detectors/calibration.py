@@ -7,7 +7,8 @@ threshold of ``S`` bits is exceeded by about ``2**-S`` of an entity's normal row
 entity alike, whatever its scale, noise or tail. Above the histogram's 90 % quantile the
 tail is an exponential fitted by its mean excess (a generalised-Pareto tail of shape 0),
 so the surprise keeps growing with ``t`` and never saturates: a 20-sd excursion scores
-above a 9-sd one.
+above a 9-sd one. Where the histogram itself holds values that high, the empirical
+frequency caps the fitted tail (the smaller surprise of the two wins).
 
 A new entity starts from a prior histogram (``prior`` pseudo-rows of the statistic's
 distribution under a Gaussian baseline), which its own rows replace as they arrive.
@@ -76,8 +77,8 @@ class TailCalibrator:
         self,
         n_stats: int,
         prior_hist: np.ndarray,
-        edges_max: float = 24.0,
-        n_bins: int = 48,
+        edges_max: float = 64.0,
+        n_bins: int = 64,
         half_life: float = 4000.0,
         prior: float = 64.0,
     ) -> None:
@@ -121,7 +122,9 @@ class TailCalibrator:
         beta = np.maximum(excess / np.maximum(m_above, 1e-12), self.width)
         bits_tail = np.log2(10.0) + np.maximum(t - q, 0.0) / beta * np.log2(np.e)
         bits_emp = -np.log2(np.clip(p_emp, 1e-300, 1.0))
-        return np.asarray(np.where(t > q, bits_tail, np.minimum(bits_emp, np.log2(10.0))))
+        # Where the entity's own history has seen values this high, its frequency wins
+        # over the fitted tail (a sparse counter that ticks now and then is not news).
+        return np.asarray(np.where(t > q, np.minimum(bits_tail, bits_emp), bits_emp))
 
     def learn(self, hist: np.ndarray, t: np.ndarray, counted: np.ndarray) -> np.ndarray:
         """Histograms after one more row of values ``t`` (``(k, n_stats)``).

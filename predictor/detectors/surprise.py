@@ -10,9 +10,11 @@ Per entity, vectorised over entities (numpy), every row is scored then learnt:
 2. **Per metric**, ``z`` (soft-clipped beyond ``clip_z``: monotone, unbounded; a metric
    that never varied counts at most ``clip_z`` sd) is calibrated to bits against the
    metric's own decayed histogram of ``z²``
-   (:class:`~predictor.detectors.calibration.TailCalibrator`, exponential tail above the
-   90 % quantile: no saturation). Heavy-tailed metrics are discounted; the bits are
-   turned back into normal scores ``g``.
+   (:class:`~predictor.detectors.calibration.TailCalibrator`: exponential tail above the
+   90 % quantile, so no saturation, capped by the empirical frequency where the metric
+   has been that far out before, so a sparse counter that ticks now and then is not
+   news). Heavy-tailed metrics are discounted; the bits are turned back into normal
+   scores ``g``.
 3. **Three row statistics**: ``peak`` (the largest metric's bits, less ``log2 F``),
    ``energy`` (mean bits over metrics) and ``residual`` (``||R g||²`` where ``R`` projects
    out the principal components explaining ``var_explained`` of an EWMA covariance of
@@ -28,13 +30,17 @@ a false-alarm budget per entity-day into bits for a given row rate.
 
 State per entity: ``F`` metrics cost ``3 F`` float64 (level, variance, slow variance),
 two ``F × F`` float32 (covariance, residual projector), ``F × 32`` float32 per-metric
-and ``3 × 48`` float32 row histogram bins, and two scalars: 4.6 KiB at 15 metrics.
+and ``3 × 64`` float32 row histogram bins, and two scalars: 4.8 KiB at 15 metrics.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
->>> x = rng.normal(size=(3000, 3)); x[2900, 1] += 9.0; x[2950, 1] += 20.0
->>> s = Surprise(n_features=3).score_learn_many(np.zeros(3000, dtype=np.int64), x)
->>> bool(s[2950] > s[2900] > np.quantile(s[:2800], 0.999))
+>>> det = Surprise(n_features=3)
+>>> s = det.score_learn_many(np.zeros(3000, dtype=np.int64), rng.normal(size=(3000, 3)))
+>>> snap = det.snapshot()
+>>> def probe(sd):  # one more row, sd out on one metric, from the same state
+...     d = Surprise(n_features=3); d.restore(snap)
+...     return d.score_learn_many(np.zeros(1, dtype=np.int64), np.array([[0.0, sd, 0.0]]))[0]
+>>> bool(probe(20.0) > probe(9.0) > np.quantile(s[1000:], 0.999))
 True
 """
 
@@ -48,7 +54,7 @@ from predictor.batching import rounds
 from predictor.detectors.calibration import TailCalibrator, score_from_bits
 
 N_STATS = 3
-METRIC_GRID, METRIC_BINS = 32.0, 32
+METRIC_GRID, METRIC_BINS = 64.0, 32
 Z_CAP = 1e6
 SLOW_SHARE = 0.05  # the slow variance's EWMA weight, relative to ``alpha``
 SLOW_SD_SHARE = 0.2  # the sd never falls below this share of the slow sd
@@ -164,7 +170,7 @@ class Surprise:
             return np.asarray(h / h.sum(axis=1, keepdims=True))
 
         metric_cal = TailCalibrator(1, np.ones((1, METRIC_BINS)), METRIC_GRID, METRIC_BINS)
-        row_cal = TailCalibrator(N_STATS, np.ones((N_STATS, 48)))
+        row_cal = TailCalibrator(N_STATS, np.ones((N_STATS, 64)))
         m = hist(per_metric, metric_cal)
         return np.repeat(m, f, axis=0), hist(np.stack([peak, energy, resid], axis=1), row_cal)
 

@@ -204,16 +204,23 @@ def test_state_size_is_reported(new: Factory) -> None:
 
 
 def test_tail_is_ranked_not_saturated(new: Factory) -> None:
-    """A 20-sd excursion outranks a 9-sd one, and both outrank the normal rows."""
+    """From the same state, a 20-sd excursion outranks a 9-sd one, which outranks the
+    normal rows; and the scale has resolution left above both (no ties at the top)."""
     rng = np.random.default_rng(5)
-    n = 1500
+    n = 1300
     x = 10.0 + rng.standard_normal((n, N_FEATURES))
-    x[1300, 1] += 9.0
-    x[1400, 1] += 20.0
-    s = new().score_learn_many(np.zeros(n, dtype=np.int64), x)
-    normal = np.delete(s[600:], [1300 - 600, 1400 - 600])
-    assert s[1400] > s[1300] > normal.max(), (s[1300], s[1400], normal.max())
-    assert s[1400] < 1.0  # resolution left above it
+    det = new()
+    normal = det.score_learn_many(np.zeros(n, dtype=np.int64), x)[600:]
+    snap = pickle.loads(pickle.dumps(det.snapshot()))
+    scores = []
+    for sd in (9.0, 20.0, 50.0):
+        probe = new()
+        probe.restore(snap)
+        row = np.full((1, N_FEATURES), 10.0)
+        row[0, 1] += sd
+        scores.append(float(probe.score_learn_many(np.zeros(1, dtype=np.int64), row)[0]))
+    assert scores[2] > scores[1] > scores[0] > normal.max(), (scores, normal.max())
+    assert scores[2] < 1.0
 
 
 def test_calibrated_scale_free(new: Factory) -> None:

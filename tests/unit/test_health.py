@@ -7,11 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from predictor.detectors.calibration import ALARM_BITS, score_from_bits
+from predictor.detectors.calibration import score_from_bits
 from predictor.health import (
     ANOMALY_WEIGHT,
     FULL_BITS,
     RISK_FLOOR,
+    TAIL_BITS,
     host_health,
     roll_up_min,
     system_health,
@@ -43,7 +44,7 @@ def test_more_risk_or_anomaly_never_improves_health(r1: float, r2: float, a: flo
 
 
 def test_host_health_terms() -> None:
-    mid_bits = (ALARM_BITS + FULL_BITS) / 2
+    mid_bits = (TAIL_BITS + FULL_BITS) / 2
     h = host_health(
         np.array([0.3, np.nan, 0.0, np.nan]),
         score_from_bits(np.array([0.0, mid_bits, np.nan, 100.0])),
@@ -58,13 +59,13 @@ def test_host_health_terms() -> None:
 def test_nothing_unusual_reads_100() -> None:
     """Ordinary anomaly scores (below the tail threshold) and background risk cost nothing."""
     rng = np.random.default_rng(0)
-    ordinary = score_from_bits(rng.uniform(0.0, ALARM_BITS, 1000))
+    ordinary = score_from_bits(rng.uniform(0.0, TAIL_BITS, 1000))
     background = rng.uniform(0.0, RISK_FLOOR, 1000)
     h = host_health(background, ordinary, np.zeros(1000, dtype=bool))
     assert np.all(h == 100.0)
     # ...and evidence does cost: a tail anomaly or a real forecast.
     tail = host_health(
-        np.array([0.0, 0.5]), score_from_bits(np.array([30.0, 0.0])), np.zeros(2, bool)
+        np.array([0.0, 0.5]), score_from_bits(np.array([40.0, 0.0])), np.zeros(2, bool)
     )
     assert np.all(tail < 90.0)
 
