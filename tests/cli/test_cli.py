@@ -20,6 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from predictor.detectors.calibration import score_from_bits
+from predictor.health import risk_term
 from predictor.events import SESSIONS, parse_ts
 from predictor.features import DEFAULT_METRICS
 from predictor.risk import RiskModel
@@ -158,7 +160,10 @@ def test_detect_single_metric_csv(tmp_path: Path) -> None:
     score = got["anomaly_score"]
     assert score[rejected].isna().all() and score[~rejected].notna().all()
     assert score[~rejected].between(0.0, 1.0).all()
-    assert score[300] == score.max() and score[300] > 0.99
+    # The spike (40 sd) ranks first and sits far in the tail: at least 20 bits of surprise
+    # (a chance rate under one in a million rows; the old probability scale read 0.99).
+    assert score[300] == score.max() and score[300] > score_from_bits(np.array([20.0]))[0]
+    assert (score[~rejected].drop(index=300) < score[300]).all()  # no tie at the top
     assert score.iloc[:20].eq(0.0).all()  # no evidence before warm-up
 
 
@@ -220,7 +225,9 @@ def test_detect_with_a_model_adds_risk_and_health(
     assert got["risk"].between(0.0, 1.0).all()
     assert got["health"].between(0.0, 100.0).all()
     assert got["risk"].nunique() > 1
-    assert (got["health"] <= 100.0 * (1.0 - got["risk"]) + 1e-6).all()
+    # Health never reads better than the risk allows (predictor/health.py: risk below the
+    # policy's watch threshold is background; above, health falls linearly to 0).
+    assert (got["health"] <= 100.0 * (1.0 - risk_term(got["risk"].to_numpy())) + 1e-6).all()
 
 
 def test_detect_missing_file_fails_cleanly(tmp_path: Path) -> None:
