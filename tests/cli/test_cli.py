@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from predictor.detectors.calibration import score_from_bits
-from predictor.health import risk_term
 from predictor.events import SESSIONS, parse_ts
 from predictor.features import DEFAULT_METRICS
+from predictor.health import risk_term
 from predictor.risk import RiskModel
 
 runner = CliRunner()
