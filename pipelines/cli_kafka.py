@@ -51,6 +51,14 @@ def stream(
     group: Annotated[
         str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID", help="Consumer group")
     ] = "precovery-stream",
+    detector: Annotated[
+        str,
+        typer.Option(
+            envvar="PRECOVERY_DETECTOR",
+            help="surprise (calibrated, default), ewmaz or hst (river, ~1 MiB per host); "
+            "the model must have been trained on the same detector",
+        ),
+    ] = "surprise",
     state_dir: Annotated[
         Path,
         typer.Option(
@@ -140,7 +148,7 @@ def stream(
                 partitions=partitions,
             )
         model = None if no_model else RiskModel.load(model_dir or BASELINE_DIR)
-        config = engine_config(settings)
+        config = engine_config(settings, detector=detector)
         worker = KafkaStreamWorker(
             StreamConfig(
                 bootstrap=bootstrap,

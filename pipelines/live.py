@@ -33,6 +33,7 @@ from predictor.engine import Engine, StepResult
 from predictor.errors import PayloadTooLarge, UnknownEntityError, ValidationError
 from predictor.events import Reject, decode_telemetry, ms_to_iso
 from predictor.risk import RiskModel
+from predictor.views import input_drifts
 
 logger = logging.getLogger(__name__)
 
@@ -374,6 +375,7 @@ class LiveState:
                 "counters": dict(eng.counters),
                 "reject_reasons": dict(eng.reject_reasons),
                 "state_bytes_per_entity": eng.nbytes_per_entity(),
+                "input_drifts": input_drifts(eng),
             }
         out.update(
             {

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     failover_on_feed_loss: bool = Field(
         False, description="Let the heartbeat rule fire fleet-wide when all input stops"
     )
+    detector: str = Field(
+        "surprise", description="Anomaly detector: surprise (default), ewmaz or hst (river)"
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -129,11 +132,12 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def engine_config(settings: Settings) -> EngineConfig:
+def engine_config(settings: Settings, detector: str | None = None) -> EngineConfig:
     """The engine's loop settings from ``settings`` (one place for every mode)."""
     from predictor.engine import EngineConfig
 
     return EngineConfig(
+        detector=detector or settings.detector,
         tick_s=settings.tick_s,
         risk_cadence_s=settings.risk_cadence_s,
         hold_s=settings.hold_s,
@@ -156,6 +160,7 @@ def alert_notifier(settings: AlertSettings, url: str | None = None) -> AlertNoti
         link=settings.link,
         repeat_s=settings.repeat_s,
     )
+
 
 def delivery_config(settings: DeliverySettings, url: str | None = None) -> DeliveryConfig | None:
     """The orchestrator push for ``url`` (default: the setting), or None without one."""

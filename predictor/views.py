@@ -109,6 +109,7 @@ def system_view(state: ViewState, system: str) -> dict[str, Any]:
                 "anomaly_score": round(float(state.anomaly[h]), 4),
                 "heartbeat_age_s": round((wm - int(state.features.last_ts[h])) / 1000.0, 1),
                 "heartbeat_missed": bool(state.dead[h]),
+                **drift_fields(state, h),
             }
             for h in reg.comp_slots[c]
         ]
@@ -136,6 +137,22 @@ def system_view(state: ViewState, system: str) -> dict[str, Any]:
         "model_version": state.model_version,
         "horizon_s": state.horizon_s,
     }
+
+
+def drift_fields(state: Any, h: int) -> dict[str, Any]:
+    """Input drift of host slot ``h``: ADWIN detections and when the latest was."""
+    watch = getattr(state, "drift", None)
+    n, last_ms = watch.drifts(h) if watch is not None else (0, 0)
+    return {"input_drifts": n, "input_drift_at": ms_to_iso(last_ms) if last_ms else None}
+
+
+def input_drifts(state: Any) -> dict[str, int]:
+    """``system/component/host`` → input drifts detected, for hosts with at least one."""
+    watch = getattr(state, "drift", None)
+    if watch is None:
+        return {}
+    hosts = np.flatnonzero(watch.count_[: len(state.registry.keys)])
+    return {"/".join(state.registry.keys[h]): int(watch.count_[h]) for h in hosts.tolist()}
 
 
 def usd(v: float | np.floating[Any]) -> float | None:
