@@ -116,15 +116,19 @@ class TailCalibrator:
             0.0,
             1.0,
         )
-        w_above = h * (self.centers > q[..., None])
-        m_above = w_above.sum(axis=2)
-        excess = (w_above * (self.centers - q[..., None])).sum(axis=2)
-        beta = np.maximum(excess / np.maximum(m_above, 1e-12), self.width)
-        bits_tail = np.log2(10.0) + np.maximum(t - q, 0.0) / beta * np.log2(np.e)
-        bits_emp = -np.log2(np.clip(p_emp, 1e-300, 1.0))
-        # Where the entity's own history has seen values this high, its frequency wins
-        # over the fitted tail (a sparse counter that ticks now and then is not news).
-        return np.asarray(np.where(t > q, np.minimum(bits_tail, bits_emp), bits_emp))
+        out = -np.log2(np.clip(p_emp, 1e-300, 1.0))
+        tail = t > q
+        if tail.any():  # the fitted tail only where it is needed (~10 % of the cells)
+            hs, qs = h[tail], q[tail]
+            w_above = hs * (self.centers > qs[:, None])
+            m_above = w_above.sum(axis=1)
+            excess = (w_above * (self.centers - qs[:, None])).sum(axis=1)
+            beta = np.maximum(excess / np.maximum(m_above, 1e-12), self.width)
+            bits_tail = np.log2(10.0) + np.maximum(t[tail] - qs, 0.0) / beta * np.log2(np.e)
+            # Where the entity's own history has seen values this high, its frequency wins
+            # over the fitted tail (a sparse counter that ticks now and then is not news).
+            out[tail] = np.minimum(bits_tail, out[tail])
+        return np.asarray(out)
 
     def learn(self, hist: np.ndarray, t: np.ndarray, counted: np.ndarray) -> np.ndarray:
         """Histograms after one more row of values ``t`` (``(k, n_stats)``).
