@@ -38,11 +38,11 @@ with warnings.catch_warnings():
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
 
+from pipelines.driver import SRC_TS_HEADER
 from pipelines.kafka_io import ensure_topics
 from pipelines.kafka_sim import simulate_to_kafka
 from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
 from pipelines.models import BASELINE_DIR, train_on_simulation
-from pipelines.driver import SRC_TS_HEADER
 from pipelines.partition import engine_factory
 from pipelines.stream import Topics
 from predictor.engine import EngineConfig
