@@ -52,7 +52,6 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,6 +64,12 @@ from predictor.admission import (
     watermark_limit,
 )
 from predictor.batching import rounds
+from predictor.config import (  # re-exported: the engine is where callers look for them
+    EXTRA_FEATURES,
+    EngineConfig,
+    StepResult,
+    feature_names,
+)
 from predictor.context import Context
 from predictor.detectors import Detector, make_detector
 from predictor.detectors.calibration import bits_from_score
@@ -72,108 +77,20 @@ from predictor.detectors.drift import DriftWatch
 from predictor.errors import ConfigError, ModelError
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
-from predictor.features import DEFAULT_METRICS, FeatureState
+from predictor.features import FeatureState
 from predictor.health import host_health, roll_up_min, system_health
-from predictor.market import CostConfig
-from predictor.policy import PolicyConfig, decide
+from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
 from predictor.risk import RiskModel
 
 logger = logging.getLogger(__name__)
 
-#: Engine-level features after the per-entity ones. Market context (session, volatility)
-#: is deliberately *not* a model feature: training files carry telemetry only, and a
-#: feature the stream has but training lacks would break train/serve parity.
-EXTRA_FEATURES = ("anomaly_score",)
+__all__ = ["EXTRA_FEATURES", "Engine", "EngineConfig", "StepResult", "feature_names"]
 
 #: Version of :meth:`Engine.snapshot`'s layout (2: one part per concept).
 SNAPSHOT_VERSION = 2
 _NEVER = int(np.iinfo(np.int64).min // 4)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Knobs of the loop; every duration in seconds.
-
-    Attributes
-    ----------
-    metric_names
-        Metrics tracked per entity (the model declares the ones it was trained on).
-    detector
-        Online detector: ``surprise`` (vectorised, calibrated bits; default), ``ewmaz``
-        or ``hst`` (river); the model records the one it was trained with.
-    heartbeat_interval_s, heartbeat_misses
-        Expected telemetry interval and how many missed ones mean failure now.
-    risk_cadence_s
-        Event time between two risk scorings of an entity (0: every event).
-    risk_on_anomaly
-        An anomaly score at or above this re-scores risk at once (0.4286 = 12 bits of
-        surprise, ``score_from_bits(ALARM_BITS)``: about one normal row in 4,096).
-    tick_s
-        Event time between two decision rounds.
-    late_tolerance_s
-        An event older than its entity's last one by more than this is ``out_of_order``.
-    max_future_skew_s
-        An event newer than the batch's median time by more than this (plus the batch's
-        own spread below its median) is rejected as ``future_timestamp``; so is one
-        beyond the watermark by more than this unless at least three entities of its
-        batch (or half of those known, if fewer) are there too.
-    max_entities
-        Hosts tracked at most; more are rejected with ``entity_capacity``.
-    hold_s
-        A lower action must hold this long before a recommendation de-escalates; after a
-        failover, only ``none`` or ``watch`` (the risk has cleared) de-escalates.
-    confirm_s
-        A forecast failover must be proposed this long (two risk scorings at the default
-        cadence) before it is recommended; until then it is ``prepare_standby``. The
-        heartbeat rule is never delayed.
-    default_horizon_s
-        Horizon H used when no model is loaded.
-    top_reasons
-        Reasons given per recommendation.
-    """
-
-    metric_names: tuple[str, ...] = DEFAULT_METRICS
-    detector: str = "surprise"
-    heartbeat_interval_s: float = 10.0
-    heartbeat_misses: int = 3
-    risk_cadence_s: float = 60.0
-    risk_on_anomaly: float = 12.0 / 28.0
-    tick_s: float = 10.0
-    late_tolerance_s: float = 60.0
-    max_future_skew_s: float = 300.0
-    max_entities: int = 200_000
-    hold_s: float = 300.0
-    confirm_s: float = 60.0
-    default_horizon_s: float = 1800.0
-    top_reasons: int = 3
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    costs: CostConfig = field(default_factory=CostConfig)
-
-
-@dataclass(slots=True)
-class StepResult:
-    """What one call of :meth:`Engine.process` produced.
-
-    ``anomaly``, ``risk`` and ``health`` have one value per *accepted* row, aligned with
-    ``index`` (positions in the input batch); ``features`` too when collected.
-    """
-
-    index: np.ndarray
-    anomaly: np.ndarray
-    risk: np.ndarray
-    health: np.ndarray
-    rejects: list[Reject]
-    recommendations: list[dict[str, Any]]
-    features: np.ndarray | None = None
-    keys: list[tuple[str, str, str]] = field(default_factory=list)
-    ts_ms: np.ndarray | None = None
-
-
-def feature_names(metric_names: Sequence[str] = DEFAULT_METRICS) -> list[str]:
-    """Columns the risk model sees, in order (the stream's and training's alike)."""
-    return FeatureState(metric_names, capacity=1).feature_names + list(EXTRA_FEATURES)
 
 
 class Engine:
@@ -279,7 +196,8 @@ class Engine:
     def systems(self) -> list[str]:
         return list(self.registry.system_names)
 
-    def _register(self, key: tuple[str, str, str]) -> int:
+    def register(self, key: tuple[str, str, str]) -> int:
+        """A slot for a new host, with room in every per-host array."""
         reg = self.registry
         slot = reg.register(key)
         n = slot + 1
@@ -421,7 +339,7 @@ class Engine:
                 if s is None:
                     s = get(keys[i])  # registered earlier in this batch
                     if s is None and self.n_entities < self.config.max_entities:
-                        s = self._register(keys[i])
+                        s = self.register(keys[i])
                     if s is None:
                         ok[i] = False
                         s = 0
@@ -656,40 +574,11 @@ class Engine:
     def scratch_for(
         self, keys: Iterable[tuple[str, str, str]], config: EngineConfig | None = None
     ) -> Engine:
-        """A small engine holding only the state of ``keys``, for a what-if.
+        """A small engine holding only the state of ``keys``, for a what-if
+        (:func:`predictor.whatif.scratch_engine`)."""
+        from predictor.whatif import scratch_engine
 
-        Known entities of ``keys`` are copied with their features, detector state, risk
-        and health; unknown ones will register fresh in it. The watermark is kept, so
-        order and future checks behave as here. It costs O(len(keys)), not O(entities):
-        cheap enough to run under the lock the stream needs. The model is shared (it is
-        read-only); ``config`` replaces this engine's.
-        """
-        reg = self.registry
-        eng = Engine(config or self.config, None, reg.critical_cfg, reg.system_venue_cfg)
-        eng.set_model(self.model)
-        eng.watermark_ms = self.watermark_ms
-        eng.last_tick_ms = self.last_tick_ms
-        eng.resumed_ms = self.resumed_ms
-        src: list[int] = []
-        for key in dict.fromkeys(keys):
-            s = reg.slot.get(key)
-            if s is not None:
-                src.append(s)
-                eng._register(key)
-        if not src:
-            return eng
-        si = np.asarray(src, dtype=np.int64)
-        k = len(src)
-        eng.features.ensure(k)
-        for name in ("n", "last_ts", "mu_f", "mu_m", "mu_s", "var_s", "persist"):
-            getattr(eng.features, name)[:k] = getattr(self.features, name)[si]
-        for name in ("risk", "risk_ts", "anomaly", "dead", "latest", "host_health"):
-            getattr(eng, name)[:k] = getattr(self, name)[si]
-        sub = _detector_rows(self.detector, si, eng.detector)
-        if sub is None:  # a detector of unknown layout: only a whole copy is safe
-            return Engine.from_snapshot(self.snapshot(), eng.config, self.model)
-        eng.detector.restore(sub)
-        return eng
+        return scratch_engine(self, keys, config)
 
 
 _HOST_ARRAYS = ("risk", "risk_ts", "anomaly", "dead", "latest", "host_health")
@@ -701,36 +590,6 @@ _HOST_FILL: dict[str, float | int | bool] = {
     "latest": 0.0,
     "host_health": 100.0,
 }
-
-
-def _detector_rows(det: Detector, slots: np.ndarray, fresh: Detector) -> Any | None:
-    """The state of entities ``slots`` of ``det``, as a snapshot ``fresh`` can restore.
-
-    Works for any detector whose snapshot is a dict of per-entity arrays (entity on the
-    first axis: Surprise, EwmaZ) and for river's per-entity models (RiverHST); a slot the
-    detector has never seen gets a fresh entity's state. None for any other layout.
-    """
-    snap = det.snapshot()
-    if isinstance(snap, dict) and snap and all(isinstance(a, np.ndarray) for a in snap.values()):
-        blank = fresh.snapshot()
-        out = {}
-        for name, arr in snap.items():
-            seen = slots < len(arr)
-            rows = np.empty((len(slots), *arr.shape[1:]), dtype=arr.dtype)
-            rows[seen] = arr[slots[seen]]
-            rows[~seen] = blank[name][0]
-            out[name] = rows
-        return out
-    models = getattr(det, "models_", None)
-    if isinstance(models, dict):  # RiverHST: per-entity dicts keyed by slot
-        import pickle
-
-        parts = pickle.loads(snap)
-        picked = tuple(
-            {j: part[s] for j, s in enumerate(slots.tolist()) if s in part} for part in parts
-        )
-        return pickle.dumps(picked)
-    return None
 
 
 def _last_per_key(keys: np.ndarray) -> np.ndarray:
