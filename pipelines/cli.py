@@ -22,7 +22,7 @@ from pipelines.cli_delivery import deliver, orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
 from pipelines.cli_serve import serve
-from pipelines.console import Mkdir, Verbose, console, fail, progress, setup_logging
+from pipelines.console import Detector, Mkdir, Verbose, console, fail, progress, setup_logging
 from predictor.errors import PrecoveryError, ValidationError
 
 app = typer.Typer(
@@ -220,13 +220,7 @@ def detect(
         Path | None,
         typer.Option("--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory"),
     ] = None,
-    detector: Annotated[
-        str,
-        typer.Option(
-            envvar="PRECOVERY_DETECTOR",
-            help="surprise (calibrated, default), ewmaz (Gaussian z) or hst (river)",
-        ),
-    ] = "surprise",
+    detector: Detector = "surprise",
     metrics: Annotated[
         str | None, typer.Option(envvar="PRECOVERY_METRICS", help="Comma-separated metric columns")
     ] = None,
@@ -427,14 +421,7 @@ def demo(
         float, typer.Option(envvar="PRECOVERY_SPEED", help="Simulated seconds per wall second")
     ] = 60.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 7,
-    detector: Annotated[
-        str,
-        typer.Option(
-            envvar="PRECOVERY_DETECTOR",
-            help="surprise (calibrated, default), ewmaz or hst (river, ~1 MiB per host); "
-            "the model must have been trained on the same detector",
-        ),
-    ] = "surprise",
+    detector: Detector = "surprise",
     port: Annotated[
         int, typer.Option(envvar="PRECOVERY_API__PORT", help="API port; 0 = any free one")
     ] = 8000,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipelines import inputs
-from pipelines.console import Verbose, console, fail, progress, setup_logging
+from pipelines.console import Detector, Verbose, console, fail, progress, setup_logging
 from predictor.errors import PrecoveryError
 
 if TYPE_CHECKING:
@@ -51,14 +51,7 @@ def stream(
     group: Annotated[
         str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID", help="Consumer group")
     ] = "precovery-stream",
-    detector: Annotated[
-        str,
-        typer.Option(
-            envvar="PRECOVERY_DETECTOR",
-            help="surprise (calibrated, default), ewmaz or hst (river, ~1 MiB per host); "
-            "the model must have been trained on the same detector",
-        ),
-    ] = "surprise",
+    detector: Detector = "surprise",
     state_dir: Annotated[
         Path,
         typer.Option(

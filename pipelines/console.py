@@ -84,3 +84,13 @@ def fail(exc: Exception, code: int | None = None) -> typer.Exit:
     """Print the error as one line on stderr and return the exit to raise."""
     console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     return typer.Exit(exit_code(exc) if code is None else code)
+
+
+Detector = Annotated[
+    str,
+    typer.Option(
+        envvar="PRECOVERY_DETECTOR",
+        help="surprise (calibrated, default), ewmaz (Gaussian z) or hst (river, ~1 MiB per "
+        "host); the model must have been trained on the same detector",
+    ),
+]

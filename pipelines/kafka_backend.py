@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from pipelines.feed import FeedMonitor
-from pipelines.live import CursorReset, StageLatency
+from pipelines.live import CursorReset, Listeners, StageLatency
 from predictor.errors import UnknownEntityError, ValidationError
 from predictor.events import ms_to_iso
 
@@ -100,7 +100,7 @@ class KafkaBackend:
         self._version = 0
         self._sorted: tuple[int, list[tuple[str, int, int, dict[str, Any]]]] = (-1, [])
         self._views: dict[str, tuple[int, bytes]] = {}
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners = Listeners()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.loaded = False
@@ -213,20 +213,13 @@ class KafkaBackend:
         return added
 
     def _notify(self) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:
-                self.remove_listener(listener)
+        self._listeners.notify()
 
     def add_listener(self, fn: Callable[[], None]) -> None:
-        self._listeners.append(fn)
+        self._listeners.add(fn)
 
     def remove_listener(self, fn: Callable[[], None]) -> None:
-        try:
-            self._listeners.remove(fn)
-        except ValueError:
-            pass
+        self._listeners.remove(fn)
 
     # -- views ------------------------------------------------------------------------
     def _summaries(self) -> list[dict[str, Any]]:

@@ -90,6 +90,32 @@ class CursorReset(Exception):
         self.stream_id = stream_id
 
 
+class Listeners:
+    """Callbacks woken after new recommendations (the SSE streams' event loops).
+
+    A listener that raises (its event loop closed) is forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._fns: list[Callable[[], None]] = []
+
+    def add(self, fn: Callable[[], None]) -> None:
+        self._fns.append(fn)
+
+    def remove(self, fn: Callable[[], None]) -> None:
+        try:
+            self._fns.remove(fn)
+        except ValueError:
+            pass
+
+    def notify(self) -> None:
+        for fn in list(self._fns):
+            try:
+                fn()
+            except Exception:
+                self.remove(fn)
+
+
 class LiveState:
     """Engine + lock + cached views + a bounded log of recommendations, for the API.
 
@@ -124,7 +150,7 @@ class LiveState:
         self._recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=max_recent)
         self._seq = 0
         self.batches = 0
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners = Listeners()
         # view key ("" = all systems) -> (state version, orjson bytes, the value)
         self._views: dict[str, tuple[tuple[Any, ...], bytes, Any]] = {}
         # system -> (event time ms, health, max risk, action), one point per step
@@ -147,11 +173,7 @@ class LiveState:
                 self._seq += 1
                 self._recent.append((self._seq, rec))
             self._cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener()
-            except Exception:  # a listener of a closed event loop: forget it
-                self.remove_listener(listener)
+        self._listeners.notify()
 
     def _sample_history(self) -> None:
         """One point per system every ``history_step_s`` of event time (bounded)."""
@@ -186,13 +208,10 @@ class LiveState:
 
     def add_listener(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` (from the worker's thread) after recommendations are logged."""
-        self._listeners.append(fn)
+        self._listeners.add(fn)
 
     def remove_listener(self, fn: Callable[[], None]) -> None:
-        try:
-            self._listeners.remove(fn)
-        except ValueError:
-            pass
+        self._listeners.remove(fn)
 
     # -- views --------------------------------------------------------------------------
     def _version(self) -> tuple[Any, ...]:
