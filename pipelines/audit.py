@@ -120,7 +120,7 @@ def parse_time(text: str, field: str) -> int:
     >>> parse_time("yesterday", "--since")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    predictor.errors.ValidationError: bad_time: --since: 'yesterday' is not an RFC 3339 time (e.g. ...)
+    predictor.errors.ValidationError: bad_time: --since: 'yesterday' is not an RFC 3339 time (...)
     """
     try:
         dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
