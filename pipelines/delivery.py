@@ -87,9 +87,7 @@ class Outbox:
     def add(self, recs: Iterable[Mapping[str, Any]], now: float | None = None) -> int:
         """Queue recommendations (an id already queued is ignored); returns how many new."""
         t = time.time() if now is None else now
-        rows = [
-            (r["recommendation_id"], r["system"], int(r["epoch"]), orjson.dumps(r), t) for r in recs
-        ]
+        rows = [(record_id(r), r["system"], int(r["epoch"]), orjson.dumps(r), t) for r in recs]
         if not rows:
             return 0
         with self._lock:
@@ -181,6 +179,12 @@ class DeliveryConfig:
     breaker_cooldown_s: float = 30.0
 
 
+def record_id(rec: Mapping[str, Any]) -> str:
+    """The outbox key and ``Idempotency-Key`` of a record: its ``decision_id`` for an
+    approval decision (``kind: decision``, docs/audit.md), else its ``recommendation_id``."""
+    return str(rec.get("decision_id") or rec["recommendation_id"])
+
+
 def signature(secret: str, body: bytes) -> str:
     """``sha256=<hex>``: HMAC-SHA256 of ``body`` with ``secret``.
 
@@ -200,8 +204,11 @@ class Pusher:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_attempt: Callable[[Item, str, str], None] | None = None,
     ) -> None:
         self.outbox = outbox
+        #: Called after every attempt with the item, its outcome and the detail (the audit).
+        self.on_attempt = on_attempt
         self.config = config
         self._http = httpx.Client(timeout=config.timeout_s, transport=transport)
         self._clock = clock
@@ -238,6 +245,11 @@ class Pusher:
         if item.attempts:
             self.counts["retries"] += 1
         outcome, detail = push_one(self._http, self.config, item.rec_id, item.epoch, item.body)
+        if self.on_attempt is not None:
+            try:
+                self.on_attempt(item, outcome, detail)
+            except Exception:  # the audit must not stop the item being settled
+                logger.exception("delivery listener failed on %s", item.rec_id)
         if outcome == "retry":
             return self._failed(item, detail)
         self.counts[outcome] += 1
