@@ -74,7 +74,7 @@ from predictor.context import Context
 from predictor.detectors import Detector, make_detector
 from predictor.detectors.calibration import bits_from_score
 from predictor.detectors.drift import DriftWatch
-from predictor.errors import ConfigError, ModelError
+from predictor.errors import ConfigError, ModelError, UnknownEntityError
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
 from predictor.features import FeatureState
@@ -83,6 +83,7 @@ from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
 from predictor.risk import RiskModel
+from predictor.topology import Topology
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ __all__ = ["EXTRA_FEATURES", "Engine", "EngineConfig", "StepResult", "feature_na
 
 #: Version of :meth:`Engine.snapshot`'s layout (2: one part per concept).
 SNAPSHOT_VERSION = 2
+#: Version of the snapshot's ``sites`` part (active site per system, the topology).
+SITES_VERSION = 1
 _NEVER = int(np.iinfo(np.int64).min // 4)
 
 
@@ -108,6 +111,9 @@ class Engine:
         critical.
     system_venue
         ``system -> venue`` where known before positions arrive.
+    topology
+        The declared :class:`~predictor.topology.Topology` (criticality, venues, sites,
+        authority); it wins over ``critical`` and ``system_venue`` where both speak.
     """
 
     def __init__(
@@ -116,8 +122,11 @@ class Engine:
         model: RiskModel | None = None,
         critical: Mapping[tuple[str, str], bool] | None = None,
         system_venue: Mapping[str, str] | None = None,
+        topology: Topology | None = None,
     ) -> None:
         self.config = config or EngineConfig()
+        self.topology = topology or Topology()
+        critical, system_venue = self.topology.merged_with_defaults(critical, system_venue)
         cfg = self.config
         self.features = FeatureState(cfg.metric_names)
         self.detector: Detector = make_detector(cfg.detector, len(cfg.metric_names))
@@ -141,6 +150,9 @@ class Engine:
         self.sys_health = np.full(8, 100.0)
         #: Fencing token per system: grows with every recommendation of the system.
         self.sys_epoch = np.zeros(8, dtype=np.int64)
+        #: Active site per system: 0 its primary site, 1 its standby (see fail_over).
+        self.sys_site = np.zeros(8, dtype=np.int8)
+        self._crit = np.zeros(0)  # criticality per component (cache, see _criticality)
         self.latest_rec: dict[int, dict[str, Any]] = {}
 
         self.watermark_ms: int | None = None
@@ -210,12 +222,40 @@ class Engine:
         self._ensure_levels()
         return slot
 
+    # -- sites ------------------------------------------------------------------------
+    def active_site(self, system: str) -> str:
+        """The site ``system`` runs on now (its topology's primary until a failover)."""
+        s = self._system_for_site(system)
+        return self.topology.sites(system)[int(self.sys_site[s])]
+
+    def fail_over(self, system: str) -> str:
+        """Record that ``system`` failed over: flip its active site; returns the new one.
+
+        Called once a failover has been carried out (approved, or done by an orchestrator
+        with ``auto`` authority); later recommendations name the new ``active_site``.
+        Raises :class:`UnknownEntityError` for a system neither seen nor declared.
+        """
+        s = self._system_for_site(system)
+        self.sys_site[s] = 1 - int(self.sys_site[s])
+        site = self.topology.sites(system)[int(self.sys_site[s])]
+        logger.info("%s failed over: active site now %s", system, site)
+        return site
+
+    def _system_for_site(self, system: str) -> int:
+        reg = self.registry
+        if system not in reg.system and system not in self.topology.systems:
+            raise UnknownEntityError(f"unknown system {system!r}: not seen nor declared")
+        s = reg.system_index(system)
+        self._ensure_levels()
+        return s
+
     def _ensure_levels(self) -> None:
         reg = self.registry
         self.comp_health = grow(self.comp_health, reg.n_components, 100.0)
         self.escalation.ensure(reg.n_components)
         self.sys_health = grow(self.sys_health, reg.n_systems, 100.0)
         self.sys_epoch = grow(self.sys_epoch, reg.n_systems, 0)
+        self.sys_site = grow(self.sys_site, reg.n_systems, 0)
         self.context.ensure_systems(reg.n_systems)
         self.context.ensure_venues(reg.n_venues)
 
@@ -450,6 +490,7 @@ class Engine:
         comp_dead[comp_of[dead]] = True
 
         ctx = self.context.for_components(comp_system, t_ms, cfg.costs)
+        stale_pos, stale_mkt = self._stale(comp_system, ctx.venue, t_ms)
         decision = decide(
             comp_risk,
             comp_dead,
@@ -459,6 +500,8 @@ class Engine:
             cfg.policy,
             cfg.costs,
             self.horizon_s,
+            criticality=self._criticality(nc),
+            stale=stale_pos | stale_mkt,
         )
         proposed = decision.action
         if self.model is None:  # without a model only the heartbeat rule decides
@@ -478,12 +521,38 @@ class Engine:
                     decision=decision,
                     comp_risk=comp_risk,
                     context=ctx,
+                    stale_context=tuple(
+                        name
+                        for name, flag in (("positions", stale_pos[c]), ("market", stale_mkt[c]))
+                        if flag
+                    ),
                 ),
             )
             self.latest_rec[c] = rec
             self.counters["recommendations"] += 1
             out.append(rec)
         return out
+
+    def _criticality(self, nc: int) -> np.ndarray:
+        """Criticality per component from the topology (1 where not declared)."""
+        if len(self._crit) < nc:
+            keys = self.registry.comp_keys
+            self._crit = np.array([self.topology.criticality(s, c) for s, c in keys[:nc]])
+        return self._crit[:nc]
+
+    def _stale(
+        self, comp_system: np.ndarray, venue: np.ndarray, t_ms: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per component: positions stale?, market stale? (a record seen, then too old).
+
+        Context never received is not flagged: the documented defaults apply to it.
+        """
+        pol = self.config.policy
+        pos_ts = self.context.sys["positions_ts"][comp_system]
+        stale_pos = (pos_ts > 0) & (t_ms - pos_ts > pol.stale_positions_s * 1000)
+        mkt_ts = np.where(venue >= 0, self.context.ven["ts"][np.maximum(venue, 0)], 0)
+        stale_mkt = (mkt_ts > 0) & (t_ms - mkt_ts > pol.stale_market_s * 1000)
+        return stale_pos, stale_mkt
 
     # -- views for the API and the terminal (predictor.views) ----------------------------
     def systems_view(self) -> list[dict[str, Any]]:
@@ -513,6 +582,11 @@ class Engine:
                 "hosts": {name: getattr(self, name)[:n] for name in _HOST_ARRAYS},
                 "components": {"health": self.comp_health[:nc]},
                 "systems": {"health": self.sys_health[:ns], "epoch": self.sys_epoch[:ns]},
+                "sites": {
+                    "version": SITES_VERSION,
+                    "active": self.sys_site[:ns],
+                    "topology": self.topology.as_dict(),
+                },
                 "latest_rec": self.latest_rec,
                 "clock": {
                     "watermark_ms": self.watermark_ms,
@@ -526,8 +600,14 @@ class Engine:
 
     @classmethod
     def from_snapshot(
-        cls, snap: dict[str, Any], config: EngineConfig, model: RiskModel | None = None
+        cls,
+        snap: dict[str, Any],
+        config: EngineConfig,
+        model: RiskModel | None = None,
+        topology: Topology | None = None,
     ) -> Engine:
+        """The engine of ``snap``; ``topology`` (else the snapshot's own) declares the
+        systems. A snapshot without a ``sites`` part (older) has every system on primary."""
         version = snap.get("version")
         if version != SNAPSHOT_VERSION:
             raise ConfigError(
@@ -536,7 +616,15 @@ class Engine:
             )
         state = copy.deepcopy(snap)
         reg = Registry.from_snapshot(state["registry"])
-        eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg)
+        sites = state.get("sites") or {"version": SITES_VERSION, "active": [], "topology": {}}
+        if sites.get("version") != SITES_VERSION:
+            raise ConfigError(
+                f"engine snapshot part 'sites' version {sites.get('version')!r} is not "
+                f"{SITES_VERSION}; remove the checkpoint directory to start afresh"
+            )
+        if topology is None:
+            topology = Topology.from_mapping(sites["topology"] or {}, "snapshot topology")
+        eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg, topology)
         eng.registry = reg
         eng.context = Context(reg)
         eng.context.restore(state["context"])
@@ -548,6 +636,7 @@ class Engine:
         eng.comp_health = grow(np.asarray(state["components"]["health"]), 16, 100.0)
         eng.sys_health = grow(np.asarray(state["systems"]["health"]), 8, 100.0)
         eng.sys_epoch = grow(np.asarray(state["systems"]["epoch"], dtype=np.int64), 8, 0)
+        eng.sys_site = grow(np.asarray(sites["active"], dtype=np.int8), 8, 0)
         eng._ensure_levels()
         eng.latest_rec = {int(k): v for k, v in state["latest_rec"].items()}
         clock = state["clock"]

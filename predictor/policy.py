@@ -56,11 +56,18 @@ class PolicyConfig:
         At or above: at least ``prepare_standby`` (warming DR is cheap).
     act_risk
         At or above, and only then, a failover may be recommended.
+    stale_positions_s, stale_market_s
+        Context older than these bounds, seconds of event time, is *stale*: flagged in
+        the recommendation and handled conservatively (see :func:`decide`).
     """
 
     watch_risk: float = 0.2
     prepare_risk: float = 0.4
     act_risk: float = 0.6
+    #: Positions older than this (seconds of event time) are stale.
+    stale_positions_s: float = 300.0
+    #: Market state older than this (seconds of event time) is stale.
+    stale_market_s: float = 180.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,10 @@ class Decision:
     cost_switch_window_usd: np.ndarray
     outage_loss_usd: np.ndarray
     window_in_s: np.ndarray
+    #: Share of the system's outage loss a failure of the row's component causes, 0-1.
+    criticality: np.ndarray
+    #: Rows whose positions or market were stale (their failover capped, see decide).
+    stale: np.ndarray
 
 
 def decide(
@@ -85,10 +96,25 @@ def decide(
     policy: PolicyConfig,
     costs: CostConfig,
     horizon_s: float,
+    criticality: np.ndarray | None = None,
+    stale: np.ndarray | None = None,
 ) -> Decision:
-    """Decide every row; ``window_in_s`` is NaN where no calmer window is known."""
+    """Decide every row; ``window_in_s`` is NaN where no calmer window is known.
+
+    ``criticality`` (default 1) scales the outage loss of the row's component: a failing
+    reporting job does not stop the book the way a failing order gateway does, while a
+    switch moves the whole system and costs the same whichever component prompted it.
+
+    Stale context (``stale`` True: positions or market older than their bound) is handled
+    conservatively: the dollars cannot be trusted, so no *forecast* failover is proposed
+    on them; the row is capped at ``prepare_standby`` (warming the standby is cheap and
+    moves nothing) and the recommendation asks a person (authority ``approve``). The
+    heartbeat rule still fails over at once: a dead component needs no dollars.
+    """
     p = np.clip(np.nan_to_num(np.asarray(risk, dtype=np.float64), nan=0.0), 0.0, 1.0)
-    l_out = outage_loss(exposure, market, costs)
+    crit = np.ones(len(p)) if criticality is None else np.asarray(criticality, dtype=np.float64)
+    is_stale = np.zeros(len(p), dtype=bool) if stale is None else np.asarray(stale, dtype=bool)
+    l_out = outage_loss(exposure, market, costs) * crit
     c_now = switch_cost(exposure, market, costs)
     has_window = np.isfinite(window_in_s) & (window_in_s > 0)
     f = np.where(has_window, np.minimum(1.0, np.nan_to_num(window_in_s) / horizon_s), 0.0)
@@ -103,6 +129,7 @@ def decide(
     switch = (p >= policy.act_risk) & (l_stay >= best)
     action[switch & (c_window < c_now)] = AT_WINDOW
     action[switch & (c_window >= c_now)] = NOW
+    action[is_stale & (action > PREPARE)] = PREPARE
     action[np.asarray(heartbeat_missed, dtype=bool)] = NOW
     return Decision(
         action=action,
@@ -112,4 +139,6 @@ def decide(
         cost_switch_window_usd=c_window,
         outage_loss_usd=l_out,
         window_in_s=np.where(has_window, window_in_s, np.nan),
+        criticality=crit,
+        stale=is_stale,
     )

@@ -25,6 +25,7 @@ from predictor.features import FeatureState
 from predictor.policy import ACTIONS, Decision
 from predictor.registry import Registry
 from predictor.risk import RiskModel
+from predictor.topology import Topology, authority_check
 from predictor.views import usd
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class EngineState(Protocol):
     dead: np.ndarray
     latest: np.ndarray
     comp_health: np.ndarray
+    topology: Topology
+    sys_site: np.ndarray
 
     @property
     def horizon_s(self) -> float: ...
@@ -63,6 +66,8 @@ class RecommendationInput:
     decision: Decision
     comp_risk: np.ndarray
     context: ComponentContext
+    #: Which context was stale at this tick: ``positions``, ``market``.
+    stale_context: tuple[str, ...] = ()
 
 
 def build_recommendation(state: EngineState, inp: RecommendationInput) -> dict[str, Any]:
@@ -91,6 +96,11 @@ def build_recommendation(state: EngineState, inp: RecommendationInput) -> dict[s
     market = inp.context.market
     vidx = int(inp.context.venue[c])
     window = d.window_in_s[c]
+    exposure = state.context.system_exposure(s)
+    declared = state.topology.system(system).authority
+    authority, holds, breached = authority_check(declared, exposure, inp.stale_context)
+    sites = state.topology.sites(system)
+    active = int(state.sys_site[s])
     rec = {
         "recommendation_id": hashlib.sha256(ident.encode()).hexdigest()[:32],
         "epoch": inp.epoch,
@@ -109,7 +119,16 @@ def build_recommendation(state: EngineState, inp: RecommendationInput) -> dict[s
         "cost_switch_now_usd": usd(d.cost_switch_now_usd[c]),
         "cost_switch_at_window_usd": usd(d.cost_switch_window_usd[c]),
         "outage_loss_usd": usd(d.outage_loss_usd[c]),
-        "exposure_usd": state.context.system_exposure(s),
+        "exposure_usd": exposure,
+        "criticality": round(float(d.criticality[c]), 3),
+        "active_site": sites[active],
+        "failover_site": sites[1 - active],
+        "authority": authority,
+        "authority_declared": declared.mode,
+        "auto_limits_hold": holds,
+        "auto_limits_breached": breached,
+        "stale_context": list(inp.stale_context),
+        "decision_reasons": decision_reasons(d, c, name, bool(state.dead[hosts].any())),
         "market": {
             "venue": reg.venue_names[vidx] if vidx >= 0 else None,
             "session": SESSIONS[int(market.session[c])],
@@ -124,3 +143,28 @@ def build_recommendation(state: EngineState, inp: RecommendationInput) -> dict[s
     }
     logger.debug("recommendation %s %s/%s %s", rec["recommendation_id"], system, component, name)
     return rec
+
+
+def decision_reasons(d: Decision, c: int, action: str, dead: bool) -> list[str]:
+    """Why this action, in words, with the dollar figures that decided it (USD)."""
+    stay, now = float(d.expected_loss_stay_usd[c]), float(d.cost_switch_now_usd[c])
+    win = float(d.cost_switch_window_usd[c])
+    out = [
+        f"expected loss of staying {stay:,.0f} USD (outage loss "
+        f"{float(d.outage_loss_usd[c]):,.0f} USD x criticality {float(d.criticality[c]):g} "
+        "x risk)",
+        f"switch now costs {now:,.0f} USD",
+    ]
+    if np.isfinite(win):
+        out.append(
+            f"switch at the window in {float(d.window_in_s[c]):,.0f} s costs {win:,.0f} USD "
+            "(including the risk of failing before it)"
+        )
+    if dead:
+        out.append("heartbeat missed: failing now, fail over at once whatever the cost")
+    elif bool(d.stale[c]):
+        out.append("stale context: no failover on untrusted dollars; standby warmed")
+    elif action in ("failover_now", "failover_at_window"):
+        best = "now" if action == "failover_now" else "at the window"
+        out.append(f"staying costs more than switching; switching {best} is cheapest")
+    return out

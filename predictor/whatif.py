@@ -30,7 +30,9 @@ def scratch_engine(
     read-only); ``config`` replaces this engine's.
     """
     reg = engine.registry
-    eng = Engine(config or engine.config, None, reg.critical_cfg, reg.system_venue_cfg)
+    eng = Engine(
+        config or engine.config, None, reg.critical_cfg, reg.system_venue_cfg, engine.topology
+    )
     eng.set_model(engine.model)
     eng.watermark_ms = engine.watermark_ms
     eng.last_tick_ms = engine.last_tick_ms
