@@ -58,7 +58,12 @@ from serve.gates import API_KEY, HostGate, KeyGate, Security
 from serve.metrics import StatusCollector
 from serve.schemas import (
     Alerts,
+    AuditKind,
+    AuditPage,
     CursorResetBody,
+    Decision,
+    DecisionConflictBody,
+    DecisionIn,
     ErrorBody,
     Feedback,
     FeedbackIn,
@@ -142,6 +147,8 @@ def create_app(
     security: Security | None = None,
     feedback: FeedbackStore | None = None,
     alerts: Any = None,
+    audit: Any = None,
+    approvals: Any = None,
 ) -> FastAPI:
     """Build the app around a backend.
 
@@ -150,6 +157,9 @@ def create_app(
     hosts and CORS (None: open, any host). ``feedback``: where SREs' verdicts go (None:
     ``/v1/feedback`` answers 503). ``alerts``: the process's
     :class:`~pipelines.alertmanager.AlertNotifier`, for ``/v1/alerts`` and metrics.
+    ``audit``: the :class:`~pipelines.audit.AuditStore` ``/v1/audit`` reads (None: 501).
+    ``approvals``: :class:`~pipelines.approvals.Approvals` for ``/approve`` and
+    ``/reject`` (None: 501).
     """
     sec = security or Security()
     app = FastAPI(
@@ -160,7 +170,7 @@ def create_app(
         "Every response carries an X-Request-ID header (a sane client-supplied one is "
         "kept); error bodies repeat it. With API keys on, every route but the probes, the "
         "docs and the console page needs `Authorization: Bearer <key>`: role read for "
-        "reads and scoring, operate for feedback, admin for keys.",
+        "reads and scoring, operate for feedback and approvals, admin for keys.",
         docs_url=None,
         redoc_url=None,
     )
@@ -510,6 +520,111 @@ def create_app(
     ) -> list[dict[str, Any]]:
         """Stored verdicts, oldest first (the latest ``limit`` unless ``after_id``)."""
         return _feedback_store().list(system, after_id, limit)
+
+    @app.get(
+        "/v1/audit",
+        response_model=AuditPage,
+        responses={
+            422: {"model": ErrorBody},
+            501: {"model": ErrorBody, "description": "No audit store configured"},
+        },
+        tags=["sre"],
+    )
+    def audit_trail(
+        kind: AuditKind | None = None,
+        system: str | None = Query(None, max_length=200),
+        subject: str | None = Query(
+            None, max_length=200, description="A recommendation or decision id, a model version"
+        ),
+        since: str | None = Query(
+            None, max_length=40, description="Recorded at or after, RFC 3339 (wall clock)"
+        ),
+        until: str | None = Query(None, max_length=40, description="Recorded before, RFC 3339"),
+        cursor: str | None = Query(
+            None,
+            max_length=20,
+            pattern=r"^[0-9]+$",
+            description="next_cursor of the previous page (records after it)",
+        ),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """The audit trail, oldest first: every recommendation (with the exposure and
+        market behind it), delivery attempt and its outcome, approval or rejection, and
+        model change (docs/audit.md). Page with ``cursor`` = the previous page's
+        ``next_cursor``; ``precovery audit export`` writes it all to a file."""
+        if audit is None:
+            raise NotImplementedError("no audit store configured on this server")
+        from pipelines.audit import parse_time
+
+        rows = audit.query(
+            kind=kind,
+            system=system,
+            subject=subject,
+            since_ms=None if since is None else parse_time(since, "since"),
+            until_ms=None if until is None else parse_time(until, "until"),
+            after_id=int(cursor or 0),
+            limit=limit + 1,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"records": rows, "next_cursor": str(rows[-1]["id"]) if more else None}
+
+    def _decide(rec_id: str, decision: str, body: DecisionIn) -> Any:
+        if approvals is None:
+            raise NotImplementedError("approvals are not served here (precovery demo serves them)")
+        from pipelines.approvals import DecisionConflict
+
+        key = API_KEY.get()
+        actor = f"{key.name} ({key.id})" if key is not None else "anonymous (open API)"
+        try:
+            return approvals.decide(rec_id, decision, body.reason, actor)
+        except DecisionConflict as exc:
+            return JSONResponse(
+                {
+                    "error": "conflict",
+                    "reason": exc.reason,
+                    "detail": exc.detail,
+                    "decision": exc.decision,
+                    "request_id": REQUEST_ID.get(),
+                },
+                status_code=409,
+            )
+
+    decide_responses: dict[int | str, dict[str, Any]] = {
+        404: {"model": ErrorBody, "description": "No such recommendation in the kept log"},
+        409: {
+            "model": DecisionConflictBody,
+            "description": "not_awaiting_approval, already_decided (the other way) or "
+            "superseded (a newer recommendation for the component)",
+        },
+        422: {"model": ErrorBody},
+        501: {"model": ErrorBody, "description": "This server takes no approvals (serve)"},
+    }
+
+    @app.post(
+        "/v1/recommendations/{recommendation_id}/approve",
+        response_model=Decision,
+        responses=decide_responses,
+        tags=["sre"],
+    )
+    def approve(recommendation_id: str, body: DecisionIn) -> Any:
+        """Approve a failover that waits for a person (``authority: approve``; role
+        ``operate``). The system's active site flips at once (later recommendations
+        name the new one), the decision is audited and sent to the orchestrator as a
+        record of kind ``decision``. Approving twice answers the same."""
+        return _decide(recommendation_id, "approved", body)
+
+    @app.post(
+        "/v1/recommendations/{recommendation_id}/reject",
+        response_model=Decision,
+        responses=decide_responses,
+        tags=["sre"],
+    )
+    def reject(recommendation_id: str, body: DecisionIn) -> Any:
+        """Reject a failover that waits for a person (role ``operate``): the site stays,
+        the decision is audited and sent to the orchestrator. Rejecting twice answers the
+        same."""
+        return _decide(recommendation_id, "rejected", body)
 
     def _feedback_store() -> FeedbackStore:
         if feedback is None:

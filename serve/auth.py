@@ -10,8 +10,8 @@ constant-time. The store re-reads its file when it changes (looked at most once 
 second), so ``precovery keys revoke`` takes effect in running servers without a restart.
 
 Roles are ordered: ``read`` (orchestrators: every GET, ``POST /v1/score``) <
-``operate`` (SREs: feedback, acknowledgements) < ``admin`` (keys). A key of a higher
-role may do what a lower one may.
+``operate`` (SREs: feedback, acknowledgements, approving or rejecting a failover) <
+``admin`` (keys). A key of a higher role may do what a lower one may.
 
 >>> import tempfile, pathlib
 >>> store = KeyStore(pathlib.Path(tempfile.mkdtemp()) / "keys.json")

@@ -37,6 +37,8 @@ PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/console"}
 )
 PUBLIC_PREFIXES = ("/static/",)
+#: The routes where a person approves or rejects a failover (role operate).
+DECIDE = ("/approve", "/reject")
 
 
 @dataclass
@@ -62,6 +64,8 @@ def required_role(method: str, path: str) -> str | None:
     if path.startswith("/v1/keys"):
         return "admin"
     if path == "/v1/feedback" and method == "POST":
+        return "operate"
+    if method == "POST" and path.startswith("/v1/recommendations/") and path.endswith(DECIDE):
         return "operate"
     return "read"
 

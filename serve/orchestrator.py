@@ -14,6 +14,12 @@
   FILE as one JSON line (durable: state is rebuilt from it at start) and the action it
   would take is logged.
 
+A person's decision on a recommendation that needed approval comes the same way, as a
+record of ``"kind": "decision"`` (docs/audit.md): ``Idempotency-Key`` is its
+``decision_id``, its ``epoch`` the recommendation's. It is a duplicate by ``decision_id``;
+it is stale (409) only when a *newer* epoch was accepted for the system (the
+recommendation it decides was superseded), since it carries the epoch it decides.
+
 ``GET /v1/recommendations`` lists what was accepted (tests, demos); ``GET /healthz``.
 """
 
@@ -57,17 +63,18 @@ class Ledger:
                     self._note(orjson.loads(line))
 
     def _note(self, rec: dict[str, Any]) -> None:
-        self.ids.add(rec["recommendation_id"])
+        self.ids.add(_id(rec))
         self.epochs[rec["system"]] = max(self.epochs.get(rec["system"], 0), int(rec["epoch"]))
         self.accepted.append(rec)
 
     def offer(self, rec: dict[str, Any], raw: bytes) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            rid, system, epoch = rec["recommendation_id"], rec["system"], int(rec["epoch"])
+            rid, system, epoch = _id(rec), rec["system"], int(rec["epoch"])
+            decision = rec.get("kind") == "decision"
             if rid in self.ids:
                 return 200, {"status": "duplicate", "recommendation_id": rid}
             highest = self.epochs.get(system, 0)
-            if epoch <= highest:
+            if epoch < highest or (epoch == highest and not decision):
                 return 409, {
                     "error": "stale_epoch",
                     "detail": f"epoch {epoch} is not above {highest} for {system}",
@@ -77,9 +84,17 @@ class Ledger:
                 fh.write(raw.strip() + b"\n")
                 fh.flush()
             self._note(rec)
-        would = _WOULD[rec["action"]].format(
-            sys=system, comp=rec["component"], nb=rec.get("not_before")
-        )
+        if decision:
+            would = (
+                f"act on {rec['recommendation_id']}: {rec['action']} of {system} to "
+                f"{rec.get('active_site')} (approved by {rec.get('decided_by')})"
+                if rec["decision"] == "approved"
+                else f"not act on {rec['recommendation_id']} (rejected by {rec.get('decided_by')})"
+            )
+        else:
+            would = _WOULD[rec["action"]].format(
+                sys=system, comp=rec["component"], nb=rec.get("not_before")
+            )
         logger.info("accepted %s (epoch %d): would %s", rid, epoch, would)
         return 200, {"status": "accepted", "recommendation_id": rid, "would": would}
 
@@ -114,14 +129,20 @@ def create_orchestrator(log: Path, secret: str | None = None) -> FastAPI:
                 return error(401, "bad_signature", "X-Precovery-Signature does not match")
         try:
             rec = orjson.loads(raw)
-            rid, epoch = rec["recommendation_id"], int(rec["epoch"])
+            rid, epoch = _id(rec), int(rec["epoch"])
             _system, action = rec["system"], rec["action"]
             if action not in ACTIONS:
                 raise ValueError(f"unknown action {action!r}")
+            if rec.get("kind") == "decision" and rec["decision"] not in ("approved", "rejected"):
+                raise ValueError(f"unknown decision {rec['decision']!r}")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             return error(400, "not_a_recommendation", str(exc)[:200])
         if request.headers.get("idempotency-key") != rid:
-            return error(400, "idempotency_key", "Idempotency-Key must be the recommendation_id")
+            return error(
+                400,
+                "idempotency_key",
+                "Idempotency-Key must be the recommendation_id (a decision's decision_id)",
+            )
         if request.headers.get("x-precovery-epoch") != str(epoch):
             return error(400, "epoch_header", "X-Precovery-Epoch must be the record's epoch")
         status, body = ledger.offer(rec, raw)
@@ -136,3 +157,8 @@ def create_orchestrator(log: Path, secret: str | None = None) -> FastAPI:
         return {"status": "ok", "accepted": len(ledger.accepted)}
 
     return app
+
+
+def _id(rec: dict[str, Any]) -> str:
+    """A record's identity: a decision's ``decision_id``, else its ``recommendation_id``."""
+    return str(rec["decision_id"] if rec.get("kind") == "decision" else rec["recommendation_id"])

@@ -224,3 +224,63 @@ class KeyOut(BaseModel):
     created_at: str
     revoked_at: str | None
     rate_per_s: float | None
+
+
+AuditKind = Literal["recommendation", "delivery", "approval", "model_change"]
+
+
+class AuditRecord(BaseModel):
+    """One row of the append-only audit trail (docs/audit.md)."""
+
+    id: int = Field(description="Grows with every record: the order they were written")
+    at: str = Field(description="When Precovery recorded it, RFC 3339 UTC (wall clock)")
+    kind: AuditKind
+    actor: str = Field(
+        description="stream (the engine), delivery (the pusher), an API key's name and id "
+        "(a person), or the caller of a model change"
+    )
+    system: str | None
+    subject: str | None = Field(description="A recommendation or decision id, a model version")
+    payload: Any = Field(
+        description="recommendation: the recommendations.v1 record (exposure_usd, market "
+        "and every dollar term); delivery: outcome, attempt, epoch, detail; approval: the "
+        "decision record; model_change: from, to, reason"
+    )
+
+
+class AuditPage(BaseModel):
+    records: list[AuditRecord]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null when this page is the last"
+    )
+
+
+class DecisionIn(BaseModel):
+    """Why a person approves or rejects a failover (recorded in the audit trail)."""
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class Decision(BaseModel):
+    """A person's decision on a recommendation (also sent to the orchestrator channel as
+    a record of kind ``decision``)."""
+
+    kind: Literal["decision"]
+    decision_id: str = Field(description="<recommendation_id>.<decision>: idempotency key")
+    recommendation_id: str
+    epoch: int = Field(description="The recommendation's fencing epoch")
+    system: str
+    component: str
+    action: str
+    not_before: str | None
+    decision: Literal["approved", "rejected"]
+    reason: str
+    decided_by: str = Field(description="The API key's name and id (open API: anonymous)")
+    decided_at: str = Field(description="RFC 3339 UTC (wall clock)")
+    previous_site: str | None = Field(description="The active site the recommendation named")
+    active_site: str | None = Field(description="The system's active site after the decision")
+    forwarded: bool = Field(description="Whether it went to the orchestrator channel")
+
+
+class DecisionConflictBody(ErrorBody):
+    decision: Decision | None = Field(None, description="The decision already taken, if any")
