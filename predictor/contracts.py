@@ -44,6 +44,9 @@ SESSIONS: tuple[str, ...] = (
 )
 Session = Literal["closed", "pre_open", "opening_auction", "continuous", "closing_auction"]
 
+#: Who may act on a failover: the orchestrator within limits, or a person.
+Authority = Literal["auto", "approve"]
+
 #: The metrics of the simulated fleet (and the shipped baseline model). Metric names are
 #: open: a model declares the ones it takes (``RiskModel.metric_names_``).
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -188,6 +191,15 @@ class RecommendationV1(TypedDict):
     cost_switch_at_window_usd: float | None
     outage_loss_usd: float | None
     exposure_usd: Exposure
+    criticality: float
+    active_site: str
+    failover_site: str
+    authority: Authority
+    authority_declared: Authority
+    auto_limits_hold: bool | None
+    auto_limits_breached: list[str]
+    stale_context: list[str]
+    decision_reasons: list[str]
     market: MarketSnapshot
     reasons: list[Reason]
     model_version: str | None

@@ -57,6 +57,32 @@ class Recommendation(BaseModel):
     cost_switch_at_window_usd: float | None = Field(description="Switch at the window, USD")
     outage_loss_usd: float | None = Field(description="Loss if it fails unplanned, USD")
     exposure_usd: Exposure
+    criticality: float | None = Field(
+        None, description="Share of the system's outage loss this component causes, 0-1"
+    )
+    active_site: str | None = Field(None, description="The site the system runs on now")
+    failover_site: str | None = Field(None, description="The site a failover moves it to")
+    authority: Literal["auto", "approve"] | None = Field(
+        None,
+        description="auto: the orchestrator may act alone (declared auto, limits hold, "
+        "fresh context); approve: a person approves",
+    )
+    authority_declared: Literal["auto", "approve"] | None = Field(
+        None, description="The topology's declared authority for the system"
+    )
+    auto_limits_hold: bool | None = Field(
+        None, description="For a declared auto: whether every limit held (null: approve)"
+    )
+    auto_limits_breached: list[str] = Field(
+        default_factory=list, description="Limits broken, with figures (USD, counts)"
+    )
+    stale_context: list[str] = Field(
+        default_factory=list,
+        description="Context older than its bound: positions, market (empty: fresh)",
+    )
+    decision_reasons: list[str] = Field(
+        default_factory=list, description="The decision in words, with its figures in USD"
+    )
     market: MarketOut
     reasons: list[Reason]
     model_version: str | None
