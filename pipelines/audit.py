@@ -221,17 +221,7 @@ class AuditStore:
     ) -> Iterator[dict[str, Any]]:
         """Like :meth:`query`, streamed page by page (an export of millions of rows
         holds one page in memory)."""
-        conds = []
-        if kind is not None:
-            conds.append(AUDIT.c.kind == kind)
-        if system is not None:
-            conds.append(AUDIT.c.system == system)
-        if subject is not None:
-            conds.append(AUDIT.c.subject == subject)
-        if since_ms is not None:
-            conds.append(AUDIT.c.at_ms >= since_ms)
-        if until_ms is not None:
-            conds.append(AUDIT.c.at_ms < until_ms)
+        conds = _conds(kind, system, subject, since_ms, until_ms)
         left = limit
         last = after_id
         while left is None or left > 0:
@@ -247,12 +237,43 @@ class AuditStore:
             if left is not None:
                 left -= len(rows)
 
-    def count(self) -> int:
+    def count(
+        self,
+        kind: str | None = None,
+        system: str | None = None,
+        subject: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> int:
+        """How many records match (the same filters as :meth:`query`)."""
+        stmt = sa.select(sa.func.count()).select_from(AUDIT)
+        stmt = stmt.where(*_conds(kind, system, subject, since_ms, until_ms))
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(AUDIT)).scalar_one())
+            return int(conn.execute(stmt).scalar_one())
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _conds(
+    kind: str | None,
+    system: str | None,
+    subject: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+) -> list[sa.ColumnElement[bool]]:
+    conds: list[sa.ColumnElement[bool]] = []
+    if kind is not None:
+        conds.append(AUDIT.c.kind == kind)
+    if system is not None:
+        conds.append(AUDIT.c.system == system)
+    if subject is not None:
+        conds.append(AUDIT.c.subject == subject)
+    if since_ms is not None:
+        conds.append(AUDIT.c.at_ms >= since_ms)
+    if until_ms is not None:
+        conds.append(AUDIT.c.at_ms < until_ms)
+    return conds
 
 
 def _out(row: sa.RowMapping) -> dict[str, Any]:

@@ -18,11 +18,21 @@ from typing import Annotated
 import typer
 
 from pipelines import inputs
+from pipelines.cli_audit import audit_app
 from pipelines.cli_delivery import deliver, orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
 from pipelines.cli_serve import serve
-from pipelines.console import Detector, Mkdir, Verbose, console, fail, progress, setup_logging
+from pipelines.console import (
+    Detector,
+    Mkdir,
+    TopologyFile,
+    Verbose,
+    console,
+    fail,
+    progress,
+    setup_logging,
+)
 from predictor.errors import PrecoveryError, ValidationError
 
 app = typer.Typer(
@@ -301,6 +311,7 @@ def replay(
             "--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory (default: baseline)"
         ),
     ] = None,
+    topology: TopologyFile = None,
     mkdir: Mkdir = False,
     verbose: Verbose = False,
 ) -> None:
@@ -330,7 +341,7 @@ def replay(
     tmp = out.with_name(out.name + ".partial")
     try:
         model = RiskModel.load(model_dir or BASELINE_DIR)
-        config = engine_config(get_settings())
+        config = engine_config(get_settings(), topology=topology)
         with progress("records") as bar, open(tmp, "wb") as fh:
             task = bar.add_task("replaying", total=None)
             report = replay_history(
@@ -422,6 +433,7 @@ def demo(
     ] = 60.0,
     seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 7,
     detector: Detector = "surprise",
+    topology: TopologyFile = None,
     port: Annotated[
         int, typer.Option(envvar="PRECOVERY_API__PORT", help="API port; 0 = any free one")
     ] = 8000,
@@ -469,7 +481,10 @@ def demo(
     ] = None,
     state_dir: Annotated[
         Path,
-        typer.Option(envvar="PRECOVERY_STATE_DIR", help="Local state: the delivery outbox"),
+        typer.Option(
+            envvar="PRECOVERY_STATE_DIR",
+            help="Local state: the delivery outbox, the audit trail (unless PRECOVERY_AUDIT_URL)",
+        ),
     ] = Path(".precovery"),
     mkdir: Mkdir = False,
     verbose: Verbose = False,
@@ -494,6 +509,7 @@ def demo(
     setup_logging(verbose)
     from rich.console import Console
 
+    from pipelines.audit import AuditLog, AuditStore, audit_url
     from pipelines.demo import DemoConfig, run_demo
     from pipelines.keys import feedback_store, security_for
     from pipelines.models import BASELINE_DIR, load_or_train
@@ -523,7 +539,7 @@ def demo(
                 host=host,
                 port=port,
                 json=json_lines,
-                engine=engine_config(settings, detector=detector),
+                engine=engine_config(settings, detector=detector, topology=topology),
                 failover_on_feed_loss=settings.failover_on_feed_loss,
                 security=security,
                 feedback=feedback_store(settings),
@@ -536,6 +552,7 @@ def demo(
             notifier=notifier,
             delivery=delivery,
             outbox_path=state_dir / "outbox.sqlite",
+            audit=AuditLog(AuditStore(audit_url(state_dir, settings.audit_url))),
         )
         if summary_json:
             summary_json.write_text(json.dumps(summary, indent=2))
@@ -612,5 +629,6 @@ app.command()(stream)
 app.command("simulate-kafka")(simulate_kafka)
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 app.command()(orchestrator)
 app.command()(deliver)

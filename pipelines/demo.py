@@ -37,6 +37,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from pipelines.alertmanager import AlertNotifier
+from pipelines.approvals import Approvals
+from pipelines.audit import AuditLog, model_changed
 from pipelines.delivery import DeliveryConfig, Outbox, Pusher
 from pipelines.live import LiveState
 from pipelines.memory import MemorySink, MemorySource
@@ -181,6 +183,7 @@ def run_demo(
     notifier: AlertNotifier | None = None,
     delivery: DeliveryConfig | None = None,
     outbox_path: Path | None = None,
+    audit: AuditLog | None = None,
 ) -> dict[str, Any]:
     """Run the embedded default; returns the summary printed at the end.
 
@@ -189,6 +192,9 @@ def run_demo(
     recommendation also becomes SRE alerts in Alertmanager (one per system and cause).
     With ``delivery``, every recommendation goes into the durable outbox at
     ``outbox_path`` before it is published, and a pusher delivers it to the orchestrator.
+    With ``audit``, every recommendation, delivery attempt, approval and the model loaded
+    are recorded there (closed, everything written, before this returns). Failovers with
+    authority ``approve`` are approved or rejected through the API either way.
     """
     console = console or Console()
     forever = cfg.duration_s <= 0
@@ -218,7 +224,13 @@ def run_demo(
     topics = Topics()
 
     outbox = Outbox(outbox_path or Path(".precovery/outbox.sqlite")) if delivery else None
-    pusher = Pusher(outbox, delivery) if outbox is not None and delivery is not None else None
+    pusher = (
+        Pusher(outbox, delivery, on_attempt=_audit_attempt(audit))
+        if outbox is not None and delivery is not None
+        else None
+    )
+    approvals = Approvals(live, audit, forward=outbox.add if outbox is not None else None)
+    model_changed(audit, "demo", model.version if model else None, reason="loaded at start")
 
     def on_batch(report: Any, result: Any) -> None:
         live.on_batch(report, result)
@@ -226,6 +238,8 @@ def run_demo(
             run.note(result.recommendations)
             if notifier is not None:
                 notifier.observe(result.recommendations)
+            if audit is not None:
+                audit.recommendations(result.recommendations)
             if outbox is not None:
                 outbox.add(result.recommendations)
 
@@ -242,7 +256,14 @@ def run_demo(
     feeder = threading.Thread(target=_feed, args=(run, cfg, hours, topics), daemon=True)
     work = threading.Thread(target=_run_worker, args=(worker,), name="stream-worker", daemon=True)
 
-    app = create_app(live, security=cfg.security, feedback=cfg.feedback, alerts=notifier)
+    app = create_app(
+        live,
+        security=cfg.security,
+        feedback=cfg.feedback,
+        alerts=notifier,
+        audit=audit.store if audit is not None else None,
+        approvals=approvals,
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning", lifespan="off")
     )
@@ -302,8 +323,22 @@ def run_demo(
         summary["delivery"] = {**dict(pusher.counts), "outbox": outbox.counts()}
         pusher.close()
         outbox.close()
+    if audit is not None:
+        audit.close()  # everything queued is written first
+        summary["audit_records"] = audit.written
     console.print(_summary_table(summary))
     return summary
+
+
+def _audit_attempt(audit: AuditLog | None) -> Callable[[Any, str, str], None] | None:
+    """The pusher's listener that audits each delivery attempt (None without an audit)."""
+    if audit is None:
+        return None
+
+    def on_attempt(item: Any, outcome: str, detail: str) -> None:
+        audit.delivery(item.rec_id, item.system, item.epoch, item.attempts + 1, outcome, detail)
+
+    return on_attempt
 
 
 def _run_worker(worker: StreamWorker) -> None:

@@ -94,6 +94,27 @@ class DeliverySettings(BaseModel):
     breaker_cooldown_s: float = Field(30.0, gt=0, description="Open circuit lasts, s")
 
 
+class MlflowSettings(BaseModel):
+    """Model tracking and registry (docs/retraining.md)."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else SQLite "
+        "./mlruns.db (artifacts in ./mlartifacts)",
+    )
+    artifacts_dir: Path = Field(
+        Path("mlartifacts"), description="Artifact store of the local SQLite default"
+    )
+    experiment: str = Field("precovery", description="Experiment that training runs go to")
+    model_name: str = Field("failure-risk", description="Registered model name")
+    champion: bool = Field(
+        False,
+        description="Demo and stream load models:/<model_name>@champion and swap to a "
+        "new champion when it changes",
+    )
+    poll_s: float = Field(30.0, gt=0, description="Check for a new champion this often, wall s")
+
+
 class Settings(BaseSettings):
     """Everything configurable, with units in the names."""
 
@@ -119,11 +140,22 @@ class Settings(BaseSettings):
     detector: str = Field(
         "surprise", description="Anomaly detector: surprise (default), ewmaz or hst (river)"
     )
+    audit_url: str | None = Field(
+        None,
+        description="Audit trail, any SQLAlchemy URL (docs/audit.md); None: SQLite "
+        "<state_dir>/audit.sqlite",
+    )
+    topology_file: Path | None = Field(
+        None,
+        description="Systems, criticality, venues, sites, authority and cost parameters, "
+        "YAML or JSON (docs/decisions.md); None: every component critical, authority approve",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 
 
 @lru_cache(maxsize=1)
@@ -132,11 +164,15 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def engine_config(settings: Settings, detector: str | None = None) -> EngineConfig:
-    """The engine's loop settings from ``settings`` (one place for every mode)."""
+def engine_config(
+    settings: Settings, detector: str | None = None, topology: Path | None = None
+) -> EngineConfig:
+    """The engine's loop settings from ``settings`` (one place for every mode), with the
+    topology file ``topology`` (default: the setting's) read in."""
+    from pipelines.topology_file import with_topology
     from predictor.engine import EngineConfig
 
-    return EngineConfig(
+    base = EngineConfig(
         detector=detector or settings.detector,
         tick_s=settings.tick_s,
         risk_cadence_s=settings.risk_cadence_s,
@@ -144,6 +180,7 @@ def engine_config(settings: Settings, detector: str | None = None) -> EngineConf
         heartbeat_interval_s=settings.heartbeat_interval_s,
         heartbeat_misses=settings.heartbeat_misses,
     )
+    return with_topology(base, topology or settings.topology_file)
 
 
 def alert_notifier(settings: AlertSettings, url: str | None = None) -> AlertNotifier | None:
