@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipelines import inputs
-from pipelines.console import Detector, Verbose, console, fail, progress, setup_logging
+from pipelines.console import (
+    Detector,
+    TopologyFile,
+    Verbose,
+    console,
+    fail,
+    progress,
+    setup_logging,
+)
 from predictor.errors import PrecoveryError
 
 if TYPE_CHECKING:
@@ -52,6 +60,7 @@ def stream(
         str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID", help="Consumer group")
     ] = "precovery-stream",
     detector: Detector = "surprise",
+    topology: TopologyFile = None,
     state_dir: Annotated[
         Path,
         typer.Option(
@@ -141,7 +150,7 @@ def stream(
                 partitions=partitions,
             )
         model = None if no_model else RiskModel.load(model_dir or BASELINE_DIR)
-        config = engine_config(settings, detector=detector)
+        config = engine_config(settings, detector=detector, topology=topology)
         worker = KafkaStreamWorker(
             StreamConfig(
                 bootstrap=bootstrap,

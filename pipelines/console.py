@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -85,6 +86,16 @@ def fail(exc: Exception, code: int | None = None) -> typer.Exit:
     console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     return typer.Exit(exit_code(exc) if code is None else code)
 
+
+TopologyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--topology",
+        envvar="PRECOVERY_TOPOLOGY_FILE",
+        help="Systems, criticality, venues, sites, authority and cost parameters, YAML or "
+        "JSON (docs/decisions.md); default: every component critical, authority approve",
+    ),
+]
 
 Detector = Annotated[
     str,

@@ -17,6 +17,7 @@ from predictor.events import Reject
 from predictor.features import FeatureState
 from predictor.market import CostConfig
 from predictor.policy import PolicyConfig
+from predictor.topology import Topology
 
 #: Engine-level features after the per-entity ones. Market context (session, volatility)
 #: is deliberately *not* a model feature: training files carry telemetry only, and a
@@ -64,6 +65,11 @@ class EngineConfig:
         Horizon H used when no model is loaded.
     top_reasons
         Reasons given per recommendation.
+    policy, costs
+        Risk thresholds and stale-context bounds; the dollar cost model's parameters
+        (docs/decisions.md lists every one with its unit and default).
+    topology
+        Declared systems: criticality, venues, sites, authority (empty: the defaults).
     """
 
     metric_names: tuple[str, ...] = DEFAULT_METRICS
@@ -82,6 +88,7 @@ class EngineConfig:
     top_reasons: int = 3
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     costs: CostConfig = field(default_factory=CostConfig)
+    topology: Topology = field(default_factory=Topology)
 
 
 @dataclass(slots=True)

@@ -113,7 +113,8 @@ class Engine:
         ``system -> venue`` where known before positions arrive.
     topology
         The declared :class:`~predictor.topology.Topology` (criticality, venues, sites,
-        authority); it wins over ``critical`` and ``system_venue`` where both speak.
+        authority; default: the config's); it wins over ``critical`` and ``system_venue``
+        where both speak.
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class Engine:
         topology: Topology | None = None,
     ) -> None:
         self.config = config or EngineConfig()
-        self.topology = topology or Topology()
+        self.topology = topology or self.config.topology
         critical, system_venue = self.topology.merged_with_defaults(critical, system_venue)
         cfg = self.config
         self.features = FeatureState(cfg.metric_names)
@@ -606,8 +607,9 @@ class Engine:
         model: RiskModel | None = None,
         topology: Topology | None = None,
     ) -> Engine:
-        """The engine of ``snap``; ``topology`` (else the snapshot's own) declares the
-        systems. A snapshot without a ``sites`` part (older) has every system on primary."""
+        """The engine of ``snap``; ``topology`` (else the config's, else the snapshot's own)
+        declares the systems. A snapshot without a ``sites`` part (older) has every system
+        on its primary site."""
         version = snap.get("version")
         if version != SNAPSHOT_VERSION:
             raise ConfigError(
@@ -622,6 +624,8 @@ class Engine:
                 f"engine snapshot part 'sites' version {sites.get('version')!r} is not "
                 f"{SITES_VERSION}; remove the checkpoint directory to start afresh"
             )
+        if topology is None and config.topology.systems:
+            topology = config.topology
         if topology is None:
             topology = Topology.from_mapping(sites["topology"] or {}, "snapshot topology")
         eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg, topology)
