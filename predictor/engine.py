@@ -580,6 +580,7 @@ class Engine:
                 "escalation": self.escalation.snapshot(nc),
                 "features": self.features.snapshot(),
                 "detector": self.detector.snapshot(),
+                "drift": self.drift.snapshot(),
                 "hosts": {name: getattr(self, name)[:n] for name in _HOST_ARRAYS},
                 "components": {"health": self.comp_health[:nc]},
                 "systems": {"health": self.sys_health[:ns], "epoch": self.sys_epoch[:ns]},
@@ -635,6 +636,8 @@ class Engine:
         eng.escalation.restore(state["escalation"])
         eng.features = FeatureState.from_snapshot(state["features"])
         eng.detector.restore(state["detector"])
+        if "drift" in state:  # older snapshots have none: the drift counts start at zero
+            eng.drift.restore(state["drift"])
         for name, arr in state["hosts"].items():
             setattr(eng, name, grow(np.asarray(arr), 64, _HOST_FILL[name]))
         eng.comp_health = grow(np.asarray(state["components"]["health"]), 16, 100.0)

@@ -9,6 +9,10 @@ detector's surprise (bits): a level of surprise that settles at a new mean is a 
 input distribution. Feeding block means keeps river's per-event Python cost off the hot
 path (one ADWIN update per ``every`` rows) and smooths single spikes out.
 
+The counts survive a restart: :meth:`DriftWatch.snapshot` is a versioned part of the
+engine's snapshot (``"drift"``), ADWIN windows included, so a restored stream goes on
+counting where it stopped and detects the same drifts as one that never stopped.
+
 >>> import numpy as np
 >>> w = DriftWatch(every=5)
 >>> rng = np.random.default_rng(0)
@@ -25,6 +29,11 @@ import pickle
 from typing import Any
 
 import numpy as np
+
+from predictor.errors import ConfigError
+
+#: Layout of :meth:`DriftWatch.snapshot` (1: counts as arrays, ADWIN windows pickled).
+SNAPSHOT_VERSION = 1
 
 
 class DriftWatch:
@@ -103,13 +112,23 @@ class DriftWatch:
             return 0, 0
         return int(self.count_[slot]), int(self.last_ms_[slot])
 
-    def snapshot(self) -> bytes:
-        """A picklable copy of the state."""
-        arrays = {k: getattr(self, k).copy() for k in ("sum_", "n_", "count_", "last_ms_")}
-        return pickle.dumps((arrays, self.adwins_), protocol=pickle.HIGHEST_PROTOCOL)
+    def snapshot(self) -> dict[str, Any]:
+        """A picklable copy of the state, versioned (:data:`SNAPSHOT_VERSION`).
 
-    def restore(self, snap: bytes) -> None:
-        """Replace the state by a snapshot's."""
-        arrays, self.adwins_ = pickle.loads(snap)
-        for k, v in arrays.items():
-            setattr(self, k, v)
+        The ADWIN windows travel pickled (river's own objects), the counts as arrays.
+        """
+        arrays = {k: getattr(self, k).copy() for k in ("sum_", "n_", "count_", "last_ms_")}
+        adwins = pickle.dumps(self.adwins_, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"version": SNAPSHOT_VERSION, "arrays": arrays, "adwins": adwins}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Replace the state by a snapshot's; one of another layout is refused by name."""
+        version = snap.get("version") if isinstance(snap, dict) else None
+        if version != SNAPSHOT_VERSION:
+            raise ConfigError(
+                f"drift snapshot version {version!r} is not {SNAPSHOT_VERSION}: a checkpoint "
+                "from another release; remove the checkpoint directory to start afresh"
+            )
+        self.adwins_ = pickle.loads(snap["adwins"])
+        for k, v in snap["arrays"].items():
+            setattr(self, k, np.asarray(v).copy())
