@@ -9,7 +9,6 @@ import csv
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 
 from pipelines import inputs
@@ -82,6 +81,8 @@ def export(
         if kind is not None:
             inputs.one_of(kind, KINDS, "--kind")
         inputs.output_path(out, "--out", mkdir)
+        import orjson
+
         from pipelines.audit import AuditStore, audit_url, parse_time
 
         since_ms = None if since is None else parse_time(since, "--since")
