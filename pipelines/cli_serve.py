@@ -90,6 +90,7 @@ def serve(
         max_body_bytes=settings.api.max_body_bytes,
         security=security,
         feedback=feedback_store(settings),
+        audit=_audit_reader(settings.audit_url, state_dir),
     )
     scheme = "https" if tls else "http"
     console.print(f"precovery serve on {scheme}://{host}:{port} — {mode}")
@@ -97,3 +98,13 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="warning", **tls)
     finally:
         backend.stop()
+
+
+def _audit_reader(url: str | None, state_dir: Path) -> object:
+    """The audit store ``GET /v1/audit`` reads: ``PRECOVERY_AUDIT_URL``, or an
+    ``audit.sqlite`` already in the state dir; None (501) when there is neither."""
+    if url is None and not (state_dir / "audit.sqlite").is_file():
+        return None
+    from pipelines.audit import AuditStore, audit_url
+
+    return AuditStore(audit_url(state_dir, url))
