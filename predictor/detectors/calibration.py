@@ -140,3 +140,140 @@ class TailCalibrator:
         rows, cols = np.nonzero(counted)
         out[rows, cols, b[rows, cols]] += np.float32(1.0)
         return np.asarray(out, dtype=np.float32)
+
+
+class TailTables:
+    """Per-entity calibration state, scored from cached tables (the hot path).
+
+    The decayed histograms of :class:`TailCalibrator` learn every row, but the survival
+    table, the 90 % quantile ``q`` and the tail scale ``beta`` that turn a value into bits
+    are recomputed only when :meth:`refresh` is called for an entity (the detector does it
+    every few dozen of that entity's rows). Scoring a row is then two gathers and a
+    formula per cell, not a cumulative sum over every bin, and learning is one scattered
+    add: the decay is lazy (each cell keeps a growing weight for new rows, folded back into
+    the histogram at the next refresh), so no histogram is rescaled row by row.
+
+    Between two refreshes the scores are those of the histogram as it was at the last
+    one: the calibration lags by at most that many rows of a memory thousands of rows
+    long.
+
+    Arrays (``k`` entity slots, ``s`` statistics, ``b`` bins; all float32): ``hist``
+    ``(k, s, b)``, ``weight`` ``(k, s)`` (the next row's weight, ``decay**-n`` after ``n``
+    rows since the last refresh), ``surv`` ``(k, s, b + 1)`` (survival at each bin edge,
+    as a probability), ``q`` and ``beta`` ``(k, s)``.
+
+    >>> import numpy as np
+    >>> cal = TailCalibrator(1, np.full((1, 8), 1 / 8), edges_max=8.0, n_bins=8)
+    >>> tab = TailTables(cal, 2)
+    >>> e, t = np.array([0, 1]), np.array([[0.5], [7.5]])
+    >>> bool(np.allclose(tab.bits(e, t), cal.bits(cal.fresh(2), t)))
+    True
+    """
+
+    ARRAYS = ("hist", "weight", "surv", "q", "beta")
+
+    def __init__(self, cal: TailCalibrator, capacity: int) -> None:
+        self.cal = cal
+        s, b = cal.n_stats, cal.n_bins
+        one = cal.fresh(1)
+        surv, q, beta = self.tables(one)
+        self._fresh = {
+            "hist": one[0],
+            "weight": np.ones(s, dtype=np.float32),
+            "surv": surv[0],
+            "q": q[0],
+            "beta": beta[0],
+        }
+        self._stat = np.arange(s)
+        self.hist = np.zeros((0, s, b), dtype=np.float32)
+        self.weight = np.zeros((0, s), dtype=np.float32)
+        self.surv = np.zeros((0, s, b + 1), dtype=np.float32)
+        self.q = np.zeros((0, s), dtype=np.float32)
+        self.beta = np.zeros((0, s), dtype=np.float32)
+        self.ensure(capacity)
+
+    def ensure(self, capacity: int) -> None:
+        """Room for ``capacity`` entity slots; new ones start from the prior."""
+        n = len(self.hist)
+        if capacity <= n:
+            return
+        for name in self.ARRAYS:
+            old = getattr(self, name)
+            new = np.empty((capacity, *old.shape[1:]), dtype=np.float32)
+            new[:n] = old
+            new[n:] = self._fresh[name]
+            setattr(self, name, new)
+
+    def tables(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Survival table, 90 % quantile and tail scale of histograms ``(k, s, b)``."""
+        cal = self.cal
+        h = hist.astype(np.float64)
+        total = np.maximum(h.sum(axis=2), 1e-300)
+        above = np.cumsum(h[:, :, ::-1], axis=2)[:, :, ::-1]
+        share = above / total[..., None]
+        surv = np.concatenate([share, np.zeros((*share.shape[:2], 1))], axis=2)
+        take = np.take_along_axis
+        q_bin = np.maximum((share >= 0.1).sum(axis=2) - 1, 0)
+        q = q_bin * cal.width + cal.width * np.clip(
+            (take(share, q_bin[..., None], 2)[..., 0] - 0.1)
+            / np.maximum(take(h, q_bin[..., None], 2)[..., 0] / total, 1e-12),
+            0.0,
+            1.0,
+        )
+        w_above = h * (cal.centers > q[..., None])
+        m_above = w_above.sum(axis=2)
+        excess = (w_above * (cal.centers - q[..., None])).sum(axis=2)
+        beta = np.maximum(excess / np.maximum(m_above, 1e-12), cal.width)
+        f32 = np.float32
+        return surv.astype(f32), q.astype(f32), beta.astype(f32)
+
+    def bits(self, e: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Surprise of values ``t`` (``(k, s)``) of entities ``e`` (unique), from the tables."""
+        cal = self.cal
+        pos = np.clip(t / cal.width, 0.0, cal.n_bins - 1e-9)
+        b = pos.astype(np.int64)
+        frac = pos - b
+        # One flat gather per edge: cheaper than three broadcast index arrays.
+        flat = self.surv.reshape(-1)
+        at = (e[:, None] * cal.n_stats + self._stat) * (cal.n_bins + 1) + b
+        s0 = flat.take(at)
+        s1 = flat.take(at + 1)
+        p_emp = np.maximum(s0 - frac * (s0 - s1), 0.0)
+        out = -np.log2(np.clip(p_emp, 1e-300, 1.0))
+        q = self.q[e]
+        tail = t > q
+        if tail.any():
+            bits_tail = np.log2(10.0) + (t - q) / self.beta[e] * np.log2(np.e)
+            out = np.where(tail, np.minimum(bits_tail, out), out)
+        return np.asarray(out)
+
+    def learn(self, e: np.ndarray, t: np.ndarray, counted: np.ndarray) -> None:
+        """Count one more row of values ``t`` for entities ``e`` (unique) where ``counted``."""
+        cal = self.cal
+        rows, cols = np.nonzero(counted)
+        if len(rows) == 0:
+            return
+        er = e[rows]
+        w = self.weight[er, cols] * np.float32(1.0 / cal.decay)
+        self.weight[er, cols] = w
+        b = np.clip((t[rows, cols] / cal.width).astype(np.int64), 0, cal.n_bins - 1)
+        self.hist[er, cols, b] += w
+
+    def refresh(self, e: np.ndarray) -> None:
+        """Fold the lazy decay into the histograms of ``e`` and rebuild their tables."""
+        if len(e) == 0:
+            return
+        h = self.hist[e] / self.weight[e][..., None]
+        self.hist[e] = h
+        self.weight[e] = 1.0
+        self.surv[e], self.q[e], self.beta[e] = self.tables(h)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k).copy() for k in self.ARRAYS}
+
+    def restore(self, snap: dict[str, np.ndarray]) -> None:
+        for k in self.ARRAYS:
+            setattr(self, k, np.asarray(snap[k], dtype=np.float32).copy())
+
+    def nbytes_per_slot(self) -> float:
+        return sum(getattr(self, k).nbytes for k in self.ARRAYS) / max(len(self.hist), 1)

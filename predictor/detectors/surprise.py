@@ -51,14 +51,15 @@ from typing import Any, Self
 import numpy as np
 
 from predictor.batching import rounds
-from predictor.detectors.calibration import TailCalibrator, score_from_bits
+from predictor.detectors.calibration import TailCalibrator, TailTables, score_from_bits
 
 N_STATS = 3
 METRIC_GRID, METRIC_BINS = 64.0, 32
 Z_CAP = 1e6
 SLOW_SHARE = 0.05  # the slow variance's EWMA weight, relative to ``alpha``
 SLOW_SD_SHARE = 0.2  # the sd never falls below this share of the slow sd
-_ARRAYS = ("count_", "mean_", "var_", "slow_var_", "cov_", "proj_", "resid_", "mhist_", "hist_")
+FOLD_ROWS = 16  # rows of normal scores buffered before they are folded into the covariance
+_ARRAYS = ("count_", "mean_", "var_", "slow_var_", "cov_", "proj_", "resid_", "gbuf_", "nbuf_")
 
 
 def soft_clip(z: np.ndarray, c: float) -> np.ndarray:
@@ -118,6 +119,9 @@ class Surprise:
         The sd is at least this share of the level's magnitude (and 1e-12).
     half_life
         Rows after which a row's weight in the calibration histograms halves.
+    calib_every
+        Rows of an entity between two rebuilds of its calibration tables (and 8 and 16
+        rows after warm-up, while the histograms move fastest from the prior).
     seed
         Seed of the prior's Gaussian sample (the detector is otherwise deterministic).
     """
@@ -133,6 +137,7 @@ class Surprise:
         clip_z: float = 4.0,
         rel_sd_floor: float = 1e-3,
         half_life: float = 4000.0,
+        calib_every: int = 32,
         seed: int = 0,
     ) -> None:
         self.n_features = n_features
@@ -144,12 +149,15 @@ class Surprise:
         self.clip_z = clip_z
         self.rel_sd_floor = rel_sd_floor
         self.half_life = half_life
+        self.calib_every = calib_every
         self.seed = seed
         metric_prior, row_prior = self._priors()
         self._metric_cal = TailCalibrator(
             n_features, metric_prior, METRIC_GRID, METRIC_BINS, half_life=half_life
         )
         self._calibrator = TailCalibrator(N_STATS, row_prior, half_life=half_life)
+        self._mtab = TailTables(self._metric_cal, 0)
+        self._rtab = TailTables(self._calibrator, 0)
         self._alloc(64)
 
     def _priors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -183,17 +191,24 @@ class Surprise:
         self.cov_ = np.zeros((capacity, f, f), dtype=np.float32)
         self.proj_ = np.zeros((capacity, f, f), dtype=np.float32)
         self.resid_ = np.zeros(capacity, dtype=np.float32)  # expected residual; 0 = no PCA yet
-        self.mhist_ = self._metric_cal.fresh(capacity)
-        self.hist_ = self._calibrator.fresh(capacity)
+        # The rows not yet folded into ``cov_`` (see :meth:`_fold`).
+        self.gbuf_ = np.zeros((capacity, FOLD_ROWS, f), dtype=np.float16)
+        self.nbuf_ = np.zeros(capacity, dtype=np.int16)
+        self._mtab = TailTables(self._metric_cal, capacity)
+        self._rtab = TailTables(self._calibrator, capacity)
 
     def _ensure(self, capacity: int) -> None:
         if capacity <= len(self.count_):
             return
         old = {k: getattr(self, k) for k in _ARRAYS}
+        mtab, rtab = self._mtab.snapshot(), self._rtab.snapshot()
         n = len(old["count_"])
         self._alloc(max(capacity, 2 * n))
         for k, arr in old.items():
             getattr(self, k)[:n] = arr
+        for tab, snap in ((self._mtab, mtab), (self._rtab, rtab)):
+            for k, arr in snap.items():
+                getattr(tab, k)[:n] = arr
 
     def score_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Score then learn each row of ``x`` (entity ``keys[i]``), in order."""
@@ -237,26 +252,24 @@ class Surprise:
         # Per metric: surprise of |z| under the metric's own tail (heavy-tailed metrics
         # are discounted, a quiet metric that moves is news); summed over metrics.
         tm = zs * zs
-        mhist = self.mhist_[e]
-        mbits = np.where(present, self._metric_cal.bits(mhist, tm), 0.0)
-        self.mhist_[e] = self._metric_cal.learn(mhist, tm, present & warmed[:, None])
+        mbits = np.where(present, self._mtab.bits(e, tm), 0.0)
+        self._mtab.learn(e, tm, present & warmed[:, None])
         # Normal scores: each metric's surprise back on a z-like scale, so heavy tails and
         # stuck metrics weigh by how unusual they are *for that metric*.
         g = np.sign(z) * np.sqrt(2.0 * np.log(2.0) * mbits)
         # Across metrics: residual off the principal subspace (correlation breaks).
         resid = self.resid_[e].astype(np.float64)
-        r = np.einsum("kij,kj->ki", self.proj_[e].astype(np.float64), g)
-        r2 = (r * r).sum(axis=1) / np.maximum(resid, 1e-12)
+        r = np.matmul(self.proj_[e], g.astype(np.float32)[:, :, None])[:, :, 0]
+        r2 = np.square(r, dtype=np.float64).sum(axis=1) / np.maximum(resid, 1e-12)
         n_present = np.maximum(present.sum(axis=1), 1)
         peak = np.maximum(mbits.max(axis=1) - np.log2(n_present), 0.0)
         t = np.stack([peak, mbits.sum(axis=1) / n_present, np.minimum(r2, 1e6)], axis=1)
         have_pca = resid > 0
-        hist = self.hist_[e]
-        bits = self._calibrator.bits(hist, t)
+        bits = self._rtab.bits(e, t)
         bits[:, 2] = np.where(have_pca, bits[:, 2], 0.0)
         score = np.where(warmed, fisher_bits(bits), 0.0)
         counted = warmed[:, None] & (have_pca[:, None] | (np.arange(N_STATS) != 2))
-        self.hist_[e] = self._calibrator.learn(hist, t, counted)
+        self._rtab.learn(e, t, counted)
 
         xb = np.where(
             warmed[:, None], np.clip(x, mean - self.clip_z * sd, mean + self.clip_z * sd), x
@@ -266,20 +279,47 @@ class Surprise:
         self.mean_[e] = np.where(upd, mean + a * diff, mean)
         self.var_[e] = np.where(upd, (1 - a) * (var + a * diff * diff), var)
         self.slow_var_[e] = np.where(upd, (1 - sa) * (slow_var + sa * diff * diff), slow_var)
-        ca = self.cov_alpha if self.cov_alpha > 0 else 0.0
-        w = np.where(count >= 2, np.maximum(ca, 1.0 / np.maximum(count - 1, 1)), 0.0)
-        cov = self.cov_[e]
-        gc = np.clip(g, -self.clip_z, self.clip_z)
-        outer = (gc[:, :, None] * gc[:, None, :]).astype(np.float32)
-        self.cov_[e] = (1.0 - w[:, None, None]) * cov + w[:, None, None] * outer
+        # The covariance learns this row's clipped normal scores, buffered: they are folded
+        # into ``cov_`` in one step when the buffer fills or the entity refits its PCA.
+        nbuf = self.nbuf_[e]
+        self.gbuf_[e, nbuf] = np.clip(g, -self.clip_z, self.clip_z)
+        nbuf = nbuf + 1
         new_count = count + 1
         self.count_[e] = new_count
         refit = (new_count >= self.warmup) & (
             (new_count % self.refit_every == 0) | (new_count == self.warmup)
         )
+        fold = refit | (nbuf >= FOLD_ROWS)
+        self.nbuf_[e] = np.where(fold, 0, nbuf)
+        if fold.any():
+            self._fold(e[fold], nbuf[fold], new_count[fold])
         if refit.any():
             self._refit(e[refit])
+        since = new_count - self.warmup
+        recal = (since > 0) & ((since % self.calib_every == 0) | (since == 8) | (since == 16))
+        if recal.any():
+            self._mtab.refresh(e[recal])
+            self._rtab.refresh(e[recal])
         return np.asarray(score)
+
+    def _fold(self, e: np.ndarray, n: np.ndarray, count: np.ndarray) -> None:
+        """Fold the ``n`` buffered rows of entities ``e`` into their EWMA covariance.
+
+        Row ``j`` (entity row count ``c_j`` before it) has weight ``w_j = max(cov_alpha,
+        1 / (c_j - 1))`` (a running mean at first), so after the rows ``C = Π(1 - w_j) C +
+        Σ_j w_j Π_{i>j}(1 - w_i) g_j g_jᵀ``: the row-by-row EWMA, in one ``einsum``.
+        """
+        j = np.arange(int(n.max()))
+        c = count[:, None] - n[:, None] + j  # each buffered row's count before it
+        ca = max(self.cov_alpha, 0.0)
+        valid = (j < n[:, None]) & (c >= 2)
+        w = np.where(valid, np.maximum(ca, 1.0 / np.maximum(c - 1, 1)), 0.0)
+        keep = np.cumprod((1.0 - w)[:, ::-1], axis=1)[:, ::-1]  # Π_{i>=j}(1 - w_i)
+        after = np.concatenate([keep[:, 1:], np.ones((len(e), 1))], axis=1)
+        gb = self.gbuf_[e, : len(j)].astype(np.float32)
+        weighted = (w * after).astype(np.float32)[:, :, None] * gb
+        cov = keep[:, 0, None, None].astype(np.float32) * self.cov_[e]
+        self.cov_[e] = cov + np.matmul(weighted.transpose(0, 2, 1), gb)
 
     def _refit(self, e: np.ndarray) -> None:
         cov = self.cov_[e].astype(np.float64)
@@ -312,15 +352,38 @@ class Surprise:
             "clip_z": self.clip_z,
             "rel_sd_floor": self.rel_sd_floor,
             "half_life": self.half_life,
+            "calib_every": self.calib_every,
             "seed": self.seed,
         }
 
     def snapshot(self) -> dict[str, Any]:
-        return {k: getattr(self, k).copy() for k in _ARRAYS}
+        # Flat, every array with the entity on its first axis (what-if copies take rows).
+        snap: dict[str, Any] = {k: getattr(self, k).copy() for k in _ARRAYS}
+        for prefix, tab in (("mcal_", self._mtab), ("rcal_", self._rtab)):
+            snap.update({prefix + k: v for k, v in tab.snapshot().items()})
+        return snap
 
     def restore(self, snap: dict[str, Any]) -> None:
+        n = len(snap["count_"])
+        f = self.n_features
         for k in _ARRAYS:
-            setattr(self, k, snap[k].copy())
+            if k in snap:
+                setattr(self, k, snap[k].copy())
+            elif k == "gbuf_":  # older snapshots: no rows waiting for the covariance
+                self.gbuf_ = np.zeros((n, FOLD_ROWS, f), dtype=np.float16)
+            else:
+                self.nbuf_ = np.zeros(n, dtype=np.int16)
+        self._mtab = TailTables(self._metric_cal, n)
+        self._rtab = TailTables(self._calibrator, n)
+        if "mcal_hist" in snap:
+            for prefix, tab in (("mcal_", self._mtab), ("rcal_", self._rtab)):
+                tab.restore({k: snap[prefix + k] for k in tab.ARRAYS})
+        else:  # a snapshot from before the cached tables: histograms only, tables rebuilt
+            self._mtab.hist[:] = snap["mhist_"]
+            self._rtab.hist[:] = snap["hist_"]
+            self._mtab.refresh(np.arange(n))
+            self._rtab.refresh(np.arange(n))
 
     def nbytes_per_entity(self) -> float:
-        return sum(getattr(self, k).nbytes for k in _ARRAYS) / len(self.count_)
+        arrays = sum(getattr(self, k).nbytes for k in _ARRAYS) / len(self.count_)
+        return arrays + self._mtab.nbytes_per_slot() + self._rtab.nbytes_per_slot()
