@@ -14,6 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi import checks as oa_checks
 
+from pipelines.approvals import Approvals
+from pipelines.audit import AuditStore, sqlite_url
 from pipelines.feedback import FeedbackStore
 from pipelines.live import LiveState
 from predictor.risk import RiskModel
@@ -53,7 +55,11 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def open_app(fuzz_live: LiveState, fuzz_dir: Path) -> object:
     return create_app(
-        fuzz_live, max_body_bytes=64 * 1024, feedback=FeedbackStore(fuzz_dir / "open.sqlite")
+        fuzz_live,
+        max_body_bytes=64 * 1024,
+        feedback=FeedbackStore(fuzz_dir / "open.sqlite"),
+        audit=AuditStore(sqlite_url(fuzz_dir / "audit.sqlite")),
+        approvals=Approvals(fuzz_live),
     )
 
 
@@ -71,6 +77,8 @@ def keyed_app(fuzz_live: LiveState, fuzz_dir: Path, admin_key: tuple[KeyStore, s
         max_body_bytes=64 * 1024,
         security=sec,
         feedback=FeedbackStore(fuzz_dir / "keyed.sqlite"),
+        audit=AuditStore(sqlite_url(fuzz_dir / "audit.sqlite")),
+        approvals=Approvals(fuzz_live),
     )
 
 
@@ -101,6 +109,7 @@ def fuzz(app: object, headers: dict[str, str] | None = None, examples: int = 25)
 def test_fuzz_open(open_app: object) -> None:
     ran = fuzz(open_app)
     assert {"POST /v1/score", "POST /v1/feedback", "GET /v1/systems/{system}"} <= set(ran)
+    assert {"GET /v1/audit", "POST /v1/recommendations/{recommendation_id}/approve"} <= set(ran)
 
 
 def test_fuzz_with_keys(keyed_app: object, admin_key: tuple[KeyStore, str]) -> None:
