@@ -182,7 +182,7 @@ class DeliveryConfig:
 def record_id(rec: Mapping[str, Any]) -> str:
     """The outbox key and ``Idempotency-Key`` of a record: its ``decision_id`` for an
     approval decision (``kind: decision``, docs/audit.md), else its ``recommendation_id``."""
-    return str(rec.get("decision_id") or rec["recommendation_id"])
+    return str(rec.get("decision_id") or rec.get("report_id") or rec["recommendation_id"])
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -157,6 +157,7 @@ class Driver:
         result = process_isolating(self.engine, batch, self.where)
         trigger = _first_src_ts(records)
         out = recommendation_records(result.recommendations, self.topics, trigger)
+        out.extend(report_records(self.engine.take_reports(), self.topics, trigger))
         out.extend(self.health(only_if_ticked=not result.recommendations, src_ts=trigger))
         out.extend(dead_letter(records[r.index], r, self.topics) for r in result.rejects)
         return DriverStep(out, result, len(records), len(result.rejects))
@@ -165,6 +166,7 @@ class Driver:
         """Move event time on without input (a quiet partition, a lost feed by choice)."""
         recs = self.engine.advance_to(t_ms)
         out = recommendation_records(recs, self.topics, None)
+        out.extend(report_records(self.engine.take_reports(), self.topics, None))
         out.extend(self.health(conditions, only_if_ticked=True))
         empty = np.zeros(0)
         return DriverStep(out, StepResult(empty.astype(np.int64), empty, empty, empty, [], recs))
@@ -197,6 +199,23 @@ def recommendation_records(
             (("idempotency-key", rec["recommendation_id"].encode()), *src),
         )
         for rec in recs
+    ]
+
+
+def report_records(
+    reports: Sequence[dict[str, Any]], topics: Topics, src_ts: int | None
+) -> list[OutRecord]:
+    """Situation reports on recommendations.v1 (``"kind": "situation_report"``, key =
+    system, header ``idempotency-key`` = the report id)."""
+    src = _headers(src_ts)
+    return [
+        OutRecord(
+            topics.recommendations,
+            orjson.dumps(rep),
+            rep["system"].encode(),
+            (("idempotency-key", rep["report_id"].encode()), *src),
+        )
+        for rep in reports
     ]
 
 

@@ -206,6 +206,8 @@ class KafkaBackend:
                 except (ValueError, TypeError, KeyError):
                     self.counts["undecodable"] += 1
                     continue
+                if rec.get("kind") == "situation_report":  # for the orchestrator, not the feed
+                    continue
                 kept.append((r.timestamp, r.offset, rec))
                 added += 1
             self.counts["recommendations"] += added

@@ -65,6 +65,9 @@ class EngineConfig:
         Horizon H used when no model is loaded.
     top_reasons
         Reasons given per recommendation.
+    report_every_s
+        Event time between two situation reports of a system at ``prepare_standby`` or
+        worse (:mod:`predictor.sitrep`); 0: none.
     policy, costs
         Risk thresholds and stale-context bounds; the dollar cost model's parameters
         (docs/decisions.md lists every one with its unit and default).
@@ -86,6 +89,7 @@ class EngineConfig:
     confirm_s: float = 60.0
     default_horizon_s: float = 1800.0
     top_reasons: int = 3
+    report_every_s: float = 300.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     costs: CostConfig = field(default_factory=CostConfig)
     topology: Topology = field(default_factory=Topology)

@@ -205,6 +205,35 @@ class RecommendationV1(TypedDict):
     model_version: str | None
 
 
+class FailingComponent(TypedDict):
+    component: str
+    action: Action
+    risk: float | None
+    health: float
+
+
+class SituationReportV1(TypedDict):
+    """A situation report on recommendations.v1 (``kind`` tells it from a recommendation):
+    a system at ``prepare_standby`` or worse, every ``report_every_s`` of event time."""
+
+    kind: Literal["situation_report"]
+    report_id: str
+    epoch: int
+    issued_at: str
+    since: str
+    system: str
+    action: Action
+    active_site: str
+    failing: list[FailingComponent]
+    max_risk: float | None
+    previous_max_risk: float | None
+    risk_trend: Literal["new", "rising", "steady", "falling", "unknown"]
+    exposure_usd: Exposure
+    market: dict[str, object] | None
+    stale_context: list[str]
+    changes: list[str]
+
+
 class HealthV1(TypedDict):
     """health.v1 (compacted), key = system: the system's state as of a tick."""
 

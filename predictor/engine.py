@@ -83,6 +83,7 @@ from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
 from predictor.risk import RiskModel
+from predictor.sitrep import situation_reports
 from predictor.topology import Topology
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ __all__ = ["EXTRA_FEATURES", "Engine", "EngineConfig", "StepResult", "feature_na
 SNAPSHOT_VERSION = 2
 #: Version of the snapshot's ``sites`` part (active site per system, the topology).
 SITES_VERSION = 1
+#: Version of the snapshot's ``reports`` part (situation report clocks; absent: none).
+REPORTS_VERSION = 1
 _NEVER = int(np.iinfo(np.int64).min // 4)
 
 
@@ -154,6 +157,11 @@ class Engine:
         #: Active site per system: 0 its primary site, 1 its standby (see fail_over).
         self.sys_site = np.zeros(8, dtype=np.int8)
         self._crit = np.zeros(0)  # criticality per component (cache, see _criticality)
+        #: Situation reports: last one per system (event ms, -1: none), its content, and
+        #: those not yet taken (take_reports).
+        self.sys_report_ms = np.full(8, -1, dtype=np.int64)
+        self.last_report: dict[int, dict[str, Any]] = {}
+        self.reports: list[dict[str, Any]] = []
         self.latest_rec: dict[int, dict[str, Any]] = {}
 
         self.watermark_ms: int | None = None
@@ -257,6 +265,7 @@ class Engine:
         self.sys_health = grow(self.sys_health, reg.n_systems, 100.0)
         self.sys_epoch = grow(self.sys_epoch, reg.n_systems, 0)
         self.sys_site = grow(self.sys_site, reg.n_systems, 0)
+        self.sys_report_ms = grow(self.sys_report_ms, reg.n_systems, -1)
         self.context.ensure_systems(reg.n_systems)
         self.context.ensure_venues(reg.n_venues)
 
@@ -532,6 +541,22 @@ class Engine:
             self.latest_rec[c] = rec
             self.counters["recommendations"] += 1
             out.append(rec)
+        if cfg.report_every_s > 0:
+            self.reports.extend(
+                situation_reports(
+                    self,
+                    t_ms,
+                    comp_risk,
+                    ctx,
+                    (stale_pos, stale_mkt),
+                    int(cfg.report_every_s * 1000),
+                )
+            )
+        return out
+
+    def take_reports(self) -> list[dict[str, Any]]:
+        """The situation reports due since the last call (:mod:`predictor.sitrep`)."""
+        out, self.reports = self.reports, []
         return out
 
     def _criticality(self, nc: int) -> np.ndarray:
@@ -589,6 +614,11 @@ class Engine:
                     "active": self.sys_site[:ns],
                     "topology": self.topology.as_dict(),
                 },
+                "reports": {
+                    "version": REPORTS_VERSION,
+                    "last_ms": self.sys_report_ms[:ns],
+                    "last": self.last_report,
+                },
                 "latest_rec": self.latest_rec,
                 "clock": {
                     "watermark_ms": self.watermark_ms,
@@ -644,6 +674,10 @@ class Engine:
         eng.sys_health = grow(np.asarray(state["systems"]["health"]), 8, 100.0)
         eng.sys_epoch = grow(np.asarray(state["systems"]["epoch"], dtype=np.int64), 8, 0)
         eng.sys_site = grow(np.asarray(sites["active"], dtype=np.int8), 8, 0)
+        reports = state.get("reports")
+        if reports is not None and reports.get("version") == REPORTS_VERSION:
+            eng.sys_report_ms = grow(np.asarray(reports["last_ms"], dtype=np.int64), 8, -1)
+            eng.last_report = {int(k): v for k, v in reports["last"].items()}
         eng._ensure_levels()
         eng.latest_rec = {int(k): v for k, v in state["latest_rec"].items()}
         clock = state["clock"]

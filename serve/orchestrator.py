@@ -20,6 +20,10 @@ record of ``"kind": "decision"`` (docs/audit.md): ``Idempotency-Key`` is its
 it is stale (409) only when a *newer* epoch was accepted for the system (the
 recommendation it decides was superseded), since it carries the epoch it decides.
 
+A situation report (``"kind": "situation_report"``, docs/contracts.md) is a duplicate by
+``report_id`` and, like a decision, carries the system's current epoch: it is logged and
+noted, never acted on.
+
 ``GET /v1/recommendations`` lists what was accepted (tests, demos); ``GET /healthz``.
 """
 
@@ -70,7 +74,7 @@ class Ledger:
     def offer(self, rec: dict[str, Any], raw: bytes) -> tuple[int, dict[str, Any]]:
         with self._lock:
             rid, system, epoch = _id(rec), rec["system"], int(rec["epoch"])
-            decision = rec.get("kind") == "decision"
+            decision = rec.get("kind") in ("decision", "situation_report")  # no new epoch
             if rid in self.ids:
                 return 200, {"status": "duplicate", "recommendation_id": rid}
             highest = self.epochs.get(system, 0)
@@ -84,7 +88,9 @@ class Ledger:
                 fh.write(raw.strip() + b"\n")
                 fh.flush()
             self._note(rec)
-        if decision:
+        if rec.get("kind") == "situation_report":
+            would = f"note the situation of {system}: {rec['action']}, {rec['risk_trend']}"
+        elif decision:
             would = (
                 f"act on {rec['recommendation_id']}: {rec['action']} of {system} to "
                 f"{rec.get('active_site')} (approved by {rec.get('decided_by')})"
@@ -135,7 +141,7 @@ def create_orchestrator(log: Path, secret: str | None = None) -> FastAPI:
                 raise ValueError(f"unknown action {action!r}")
             if rec.get("kind") == "decision" and rec["decision"] not in ("approved", "rejected"):
                 raise ValueError(f"unknown decision {rec['decision']!r}")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             return error(400, "not_a_recommendation", str(exc)[:200])
         if request.headers.get("idempotency-key") != rid:
             return error(
@@ -161,4 +167,6 @@ def create_orchestrator(log: Path, secret: str | None = None) -> FastAPI:
 
 def _id(rec: dict[str, Any]) -> str:
     """A record's identity: a decision's ``decision_id``, else its ``recommendation_id``."""
+    if rec.get("kind") == "situation_report":
+        return str(rec["report_id"])
     return str(rec["decision_id"] if rec.get("kind") == "decision" else rec["recommendation_id"])

@@ -36,6 +36,8 @@ CONFIG = EngineConfig()
 def by_id(values: list[bytes]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for v in values:
+        if orjson.loads(v).get("kind") == "situation_report":
+            continue  # predictor/sitrep.py: reports, not recommendations
         rid = orjson.loads(v)["recommendation_id"]
         assert out.get(rid, v) == v, f"two payloads for {rid}"
         out[rid] = v
