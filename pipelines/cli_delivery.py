@@ -83,11 +83,13 @@ def deliver(
     """Push recommendations.v1 from Kafka to the orchestrator (the topic is the outbox).
 
     One member of a consumer group: in order per system, a partition's offset committed
-    once its record is settled; SIGTERM stops it (docs/delivery.md).
+    once its record is settled; SIGTERM stops it (docs/delivery.md). Every attempt is
+    audited (PRECOVERY_AUDIT_URL, default <state dir>/audit.sqlite; docs/audit.md).
     """
     setup_logging(verbose)
     import signal
 
+    from pipelines.audit import AuditLog, AuditStore, audit_url
     from pipelines.kafka_delivery import KafkaDeliverer
     from pipelines.settings import delivery_config, get_settings
 
@@ -95,11 +97,19 @@ def deliver(
     cfg = delivery_config(settings.delivery, url)
     if cfg is None:
         raise fail(ValidationError("bad_option", "give --url or PRECOVERY_DELIVERY__URL"))
-    worker = KafkaDeliverer(bootstrap, settings.kafka.recommendations_topic, cfg, group)
+    try:
+        audit = AuditLog(AuditStore(audit_url(settings.state_dir, settings.audit_url)))
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    worker = KafkaDeliverer(
+        bootstrap, settings.kafka.recommendations_topic, cfg, group, audit=audit
+    )
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     try:
         worker.run(idle_exit_s=idle_exit_s)
     except PrecoveryError as exc:
         raise fail(exc) from exc
+    finally:
+        audit.close()  # every attempt recorded so far is written
     console.print(f"deliverer stopped: {dict(worker.counts)}")

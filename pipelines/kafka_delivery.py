@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from pipelines.audit import AuditLog
 from pipelines.delivery import DeliveryConfig, backoff_s, push_one
 from pipelines.kafka_io import GuardedListener, TopicPartition, group_consumer
 
@@ -40,8 +41,11 @@ class KafkaDeliverer:
         group_id: str = "precovery-delivery",
         session_timeout_ms: int = 10_000,
         transport: httpx.BaseTransport | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        #: Where every attempt and its outcome is recorded (docs/audit.md); None: nowhere.
+        self.audit = audit
         self.topic = topic
         self.config = config
         self.group_id = group_id
@@ -131,6 +135,10 @@ class KafkaDeliverer:
                 epoch = _epoch_of(rec.value)
                 self.counts["attempts"] += 1
                 outcome, detail = push_one(self._http, self.config, key, epoch, rec.value)
+                if self.audit is not None:
+                    system = rec.key.decode(errors="replace") if rec.key else ""
+                    n = self._attempts.get(p, 0) + 1
+                    self.audit.delivery(key, system, epoch, n, outcome, detail)
                 if outcome == "retry":
                     n = self._attempts.get(p, 0)
                     self._attempts[p] = n + 1
