@@ -1,18 +1,21 @@
-"""Throughput and latency of the stream through a real Kafka broker, one worker.
+"""Throughput and latency of the stream through a real Kafka broker, one worker, per client.
 
     line=$(scripts/kafka start | tail -n1); export "$line"
-    .venv/bin/python benchmarks/bench_kafka.py --hours 2 --copies 10 --rate 3000
+    .venv/bin/python benchmarks/bench_kafka.py --hours 1 --copies 10 --repeats 3
 
 1. Produces ``hours`` of a ``copies``-times fleet as fast as possible (produce rate).
-2. Raw consume rate: a bare kafka-python consumer reads the telemetry topic, no decoding.
-3. End to end: one in-process :class:`KafkaStreamWorker` reads the same topics from the
-   start (decode, engine, publish with acks, checkpoints, commits): events/s.
-4. Latency at a fixed offered load: fresh topics, a ``precovery simulate-kafka --rate R``
-   subprocess produces while the worker runs; for each output, its CreateTime minus the
-   CreateTime of the input that triggered it (header ``precovery.src_ts_ms``): p50/p99
-   for recommendations and for health records (many more of those).
+2. For each client (kafka-python, confluent) and each of ``repeats`` rounds, in turn:
+   a raw consume (a bare consumer of that client reads the telemetry topic, values
+   touched, no decoding), then end to end (one in-process :class:`KafkaStreamWorker` on
+   that client reads the same topics from the start: decode, engine, publish with acks,
+   checkpoints, commits). The ratio end to end / raw is taken within each round (same
+   client, same minute), then the median over the rounds.
+3. Latency at a fixed offered load, per client: fresh topics, a ``precovery simulate-kafka
+   --rate R`` subprocess produces while the worker runs; for each output, its CreateTime
+   minus the CreateTime of the input that triggered it (header ``precovery.src_ts_ms``):
+   p50/p99 for recommendations and for health records (many more of those).
 
-Prints one JSON object. Topics are deleted afterwards.
+Prints progress to stderr and one JSON object to stdout. Topics are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -84,7 +87,10 @@ def _create(bootstrap: str, t: Topics, partitions: int) -> None:
     )
 
 
-def raw_consume(bootstrap: str, topic: str) -> dict[str, float]:
+def raw_consume(bootstrap: str, topic: str, client: str = "kafka-python") -> dict[str, float]:
+    """A bare consumer of ``client`` reads ``topic`` from the start: events/s, MB/s."""
+    if client == "confluent":
+        return _raw_confluent(bootstrap, topic)
     c = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -112,12 +118,58 @@ def raw_consume(bootstrap: str, topic: str) -> dict[str, float]:
     }
 
 
+def _raw_confluent(bootstrap: str, topic: str) -> dict[str, float]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer
+    from confluent_kafka import TopicPartition as CTP
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    try:
+        parts = sorted(c.list_topics(topic, timeout=30).topics[topic].partitions)
+        total = sum(
+            c.get_watermark_offsets(CTP(topic, p), timeout=30, cached=False)[1] for p in parts
+        )
+        c.assign([CTP(topic, p, OFFSET_BEGINNING) for p in parts])
+        n, nbytes = 0, 0
+        t0 = time.perf_counter()
+        while n < total:
+            for m in c.consume(num_messages=5000, timeout=1.0):
+                if m.error() is None:
+                    n += 1
+                    nbytes += len(m.value())
+        dt = time.perf_counter() - t0
+    finally:
+        c.close()
+    return {
+        "records": n,
+        "seconds": round(dt, 2),
+        "events_per_s": round(n / dt),
+        "mb_per_s": round(nbytes / dt / 1e6, 1),
+    }
+
+
 def end_to_end(
-    bootstrap: str, t: Topics, model: RiskModel | None, state: Path, idle_s: float = 2.0
+    bootstrap: str,
+    t: Topics,
+    model: RiskModel | None,
+    state: Path,
+    idle_s: float = 2.0,
+    client: str = "kafka-python",
 ) -> dict[str, Any]:
     worker = KafkaStreamWorker(
         StreamConfig(
-            bootstrap, f"bench-{uuid.uuid4().hex[:6]}", t, state, checkpoint_interval_s=5.0
+            bootstrap,
+            f"bench-{uuid.uuid4().hex[:6]}",
+            t,
+            state,
+            checkpoint_interval_s=5.0,
+            client=client,
         ),
         engine_factory(EngineConfig(), model),
     )
@@ -178,6 +230,7 @@ def latency(
     hours: float,
     copies: int,
     prefix: str,
+    client: str = "kafka-python",
 ) -> dict[str, Any]:
     precovery = str(Path(sys.executable).parent / "precovery")
     worker = KafkaStreamWorker(
@@ -188,6 +241,7 @@ def latency(
             state,
             poll_timeout_s=0.05,
             checkpoint_interval_s=5.0,
+            client=client,
         ),
         engine_factory(EngineConfig(), model),
     )
@@ -240,12 +294,18 @@ def latency(
     }
 
 
+def _median(xs: list[float]) -> float:
+    return float(np.median(np.asarray(xs, dtype=float)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
-    ap.add_argument("--hours", type=float, default=2.0)
+    ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--copies", type=int, default=10)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of raw + end to end")
+    ap.add_argument("--clients", default="kafka-python,confluent")
     ap.add_argument("--rate", type=float, default=3000.0, help="offered load for latency")
     ap.add_argument("--latency-hours", type=float, default=0.5)
     ap.add_argument("--model", type=Path, default=BASELINE_DIR)
@@ -253,9 +313,10 @@ def main() -> None:
     args = ap.parse_args()
     if not args.bootstrap:
         sys.exit("set KAFKA_BOOTSTRAP_SERVERS or --bootstrap")
-    logging.basicConfig(level=logging.WARNING)
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
-    logging.getLogger("pipelines").setLevel(logging.INFO)
+    logger.setLevel(logging.INFO)
     try:
         model: RiskModel | None = RiskModel.load(args.model)
         engine_factory(EngineConfig(), model)(None)
@@ -263,36 +324,69 @@ def main() -> None:
         logger.warning("model %s unusable (%s): training a small one", args.model, exc)
         model, _ = train_on_simulation(hours=args.train_hours)
     run = uuid.uuid4().hex[:6]
-    p1, p2 = f"bench-{run}-", f"bench-lat-{run}-"
-    t1, t2 = _topics(p1), _topics(p2)
+    p1 = f"bench-{run}-"
+    t1 = _topics(p1)
     result: dict[str, Any] = {"model": None if model is None else model.version}
     try:
         _create(args.bootstrap, t1, args.partitions)
-        _create(args.bootstrap, t2, args.partitions)
         sim = SimConfig(seed=7, failures_per_day=96.0, copies=args.copies)
+        logger.info("producing %.1f h of a %d-copy fleet ...", args.hours, args.copies)
         sent = simulate_to_kafka(args.bootstrap, sim, args.hours, t1, incidents_topic=None)
         result["produce"] = {
             "records": sent.telemetry,
             "seconds": round(sent.seconds, 2),
             "events_per_s": round(sent.telemetry / sent.seconds),
         }
+        rounds: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
         with tempfile.TemporaryDirectory() as tmp:
-            result["raw_consume"] = raw_consume(args.bootstrap, t1.telemetry)
-            result["end_to_end"] = end_to_end(args.bootstrap, t1, model, Path(tmp) / "a")
-            result["latency"] = latency(
-                args.bootstrap,
-                t2,
-                model,
-                Path(tmp) / "b",
-                args.rate,
-                args.latency_hours,
-                args.copies,
-                p2,
-            )
+            for r in range(args.repeats):
+                for c in clients:
+                    raw = raw_consume(args.bootstrap, t1.telemetry, c)
+                    e2e = end_to_end(args.bootstrap, t1, model, Path(tmp) / f"{c}-{r}", client=c)
+                    ratio = e2e["events_per_s"] / raw["events_per_s"]
+                    rounds[c].append({"raw": raw, "end_to_end": e2e, "ratio": round(ratio, 3)})
+                    logger.info(
+                        "round %d %s: raw %d ev/s, end to end %d ev/s (%.2f)",
+                        r + 1,
+                        c,
+                        raw["events_per_s"],
+                        e2e["events_per_s"],
+                        ratio,
+                    )
+            result["throughput"] = {
+                c: {
+                    "raw_events_per_s_median": _median(
+                        [x["raw"]["events_per_s"] for x in rounds[c]]
+                    ),
+                    "end_to_end_events_per_s_median": _median(
+                        [x["end_to_end"]["events_per_s"] for x in rounds[c]]
+                    ),
+                    "ratio_median": _median([x["ratio"] for x in rounds[c]]),
+                    "rounds": rounds[c],
+                }
+                for c in clients
+            }
+            result["latency"] = {}
+            for c in clients:
+                p2 = f"bench-lat-{run}-{c}-"
+                t2 = _topics(p2)
+                _create(args.bootstrap, t2, args.partitions)
+                logger.info("latency at %.0f events/s offered, %s ...", args.rate, c)
+                result["latency"][c] = latency(
+                    args.bootstrap,
+                    t2,
+                    model,
+                    Path(tmp) / f"lat-{c}",
+                    args.rate,
+                    args.latency_hours,
+                    args.copies,
+                    p2,
+                    client=c,
+                )
     finally:
         admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
         try:
-            mine = [x for x in admin.list_topics() if x.startswith((p1, p2))]
+            mine = [x for x in admin.list_topics() if x.startswith((p1, f"bench-lat-{run}-"))]
             admin.delete_topics(mine, timeout_ms=30_000, raise_errors=False)
         finally:
             admin.close()

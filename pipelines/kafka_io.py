@@ -19,8 +19,9 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
+from pipelines.kafka_adapter import TP, Fetched, RebalanceHandler
 from predictor.errors import ConfigError, SinkError, SourceError
 from predictor.ports import OutRecord, RawRecord
 
@@ -258,16 +259,6 @@ def ensure_topics(
     return counts
 
 
-class RebalanceHandler(Protocol):
-    """What a group member offers :class:`GuardedListener` (public verbs, no private reach)."""
-
-    listener_error: Exception | None
-
-    def on_assigned(self, assigned: list[Any]) -> None: ...
-    def on_revoked(self, revoked: list[Any]) -> None: ...
-    def on_lost(self, lost: list[Any]) -> None: ...
-
-
 class GuardedListener(ConsumerRebalanceListener):
     """Relays rebalance callbacks to a worker, keeping the worker's own exception."""
 
@@ -290,3 +281,134 @@ class GuardedListener(ConsumerRebalanceListener):
         except Exception as exc:
             self.worker.listener_error = exc
             raise
+
+
+# -- the adapter (pipelines.kafka_adapter.Consumer) on kafka-python --------------------------
+class KafkaPythonConsumer:
+    """:class:`~pipelines.kafka_adapter.Consumer` on a kafka-python ``KafkaConsumer``."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.raw = consumer
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Fetched]:
+        try:
+            polled = self.raw.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise SourceError(f"poll failed: {exc!r}") from exc
+        out = []
+        for tp, recs in polled.items():
+            out.append(
+                Fetched(
+                    tp.topic,
+                    tp.partition,
+                    [r.value for r in recs],
+                    [r.key for r in recs],
+                    [r.offset for r in recs],
+                    [r.timestamp for r in recs],
+                )
+            )
+        return out
+
+    def pause(self, tps: Sequence[TP]) -> None:
+        self.raw.pause(*(TopicPartition(*tp) for tp in tps))
+
+    def resume(self, tps: Sequence[TP]) -> None:
+        self.raw.resume(*(TopicPartition(*tp) for tp in tps))
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.raw.seek(TopicPartition(*tp), offset)
+
+    def committed(self, tp: TP) -> int | None:
+        try:
+            off = self.raw.committed(TopicPartition(*tp))
+        except KafkaError as exc:
+            raise SourceError(f"committed offset of {tp} unknown: {exc!r}") from exc
+        return None if off is None else int(off)
+
+    def beginning_offset(self, tp: TP) -> int:
+        try:
+            return int(self.raw.beginning_offsets([TopicPartition(*tp)])[TopicPartition(*tp)])
+        except KafkaError as exc:
+            raise SourceError(f"beginning offset of {tp} unknown: {exc!r}") from exc
+
+    def end_offsets(self, tps: Sequence[TP], timeout_s: float = 5.0) -> dict[TP, int]:
+        if not tps:
+            return {}
+        try:
+            got = self.raw.end_offsets(
+                [TopicPartition(*tp) for tp in tps], timeout_ms=int(timeout_s * 1000)
+            )
+        except KafkaError as exc:
+            raise SourceError(f"log-end offsets unknown: {exc!r}") from exc
+        return {TP(tp.topic, tp.partition): int(off) for tp, off in got.items()}
+
+    def position(self, tp: TP) -> int | None:
+        try:
+            off = self.raw.position(TopicPartition(*tp), timeout_ms=100)
+        except KafkaError:
+            return None
+        return None if off is None else int(off)
+
+    def commit(self, offsets: Mapping[TP, int]) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        try:
+            self.raw.commit(
+                offsets={
+                    TopicPartition(*tp): OffsetAndMetadata(off, "", -1)
+                    for tp, off in offsets.items()
+                }
+            )
+        except KafkaError as exc:
+            raise SourceError(f"offset commit failed: {exc!r}") from exc
+
+    def assignment(self) -> list[TP]:
+        return [TP(tp.topic, tp.partition) for tp in self.raw.assignment()]
+
+    def partitions_for(self, topic: str, timeout_s: float = 30.0) -> list[int]:
+        try:
+            return partitions_for(self.raw, topic, timeout_s)
+        except KafkaError as exc:
+            raise SourceError(f"partitions of {topic} unknown: {exc!r}") from exc
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        try:
+            self.raw.close(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise SourceError(f"closing the consumer failed: {exc!r}") from exc
+
+
+def adapted_group_consumer(
+    bootstrap: str,
+    group_id: str,
+    topics: Sequence[str],
+    handler: RebalanceHandler,
+    session_timeout_ms: int = 10_000,
+    client_id: str | None = None,
+) -> KafkaPythonConsumer:
+    """:func:`group_consumer` behind the adapter, callbacks relayed to ``handler``."""
+    return KafkaPythonConsumer(
+        group_consumer(
+            bootstrap,
+            group_id,
+            topics,
+            GuardedListener(handler),
+            session_timeout_ms=session_timeout_ms,
+            client_id=client_id,
+        )
+    )
+
+
+def adapted_assigned_consumer(bootstrap: str, topic: str) -> KafkaPythonConsumer:
+    """:func:`assigned_consumer` (every partition, from the start) behind the adapter."""
+    return KafkaPythonConsumer(assigned_consumer(bootstrap, topic))
+
+
+def adapted_offsets_client(bootstrap: str) -> KafkaPythonConsumer:
+    """:func:`offsets_client` behind the adapter."""
+    return KafkaPythonConsumer(offsets_client(bootstrap))
+
+
+def adapted_sink(bootstrap: str, client_id: str | None = None) -> KafkaSink:
+    """A :class:`KafkaSink` on a new producer."""
+    return KafkaSink(make_producer(bootstrap, client_id=client_id))

@@ -24,21 +24,14 @@ from pipelines.alertmanager import AlertNotifier
 from pipelines.checkpoint import CheckpointStore
 from pipelines.driver import Topics, dead_letter
 from pipelines.feed import FeedMonitor
-from pipelines.kafka_io import (
-    GuardedListener,
-    KafkaSink,
-    TopicPartition,
-    assigned_consumer,
-    group_consumer,
-    make_producer,
-    offsets_client,
-)
+from pipelines.kafka_adapter import TP as TopicPartition
+from pipelines.kafka_adapter import Consumer, Fetched, kafka_client
 from pipelines.partition import (
     EngineFactory,
     MarketLog,
     PartitionTask,
 )
-from predictor.errors import SinkError, ValidationError
+from predictor.errors import SinkError, SourceError, ValidationError
 from predictor.events import (
     Reject,
     decode_record,
@@ -87,6 +80,15 @@ class StreamConfig:
     failover_on_feed_loss
         Let time run on for every partition while the whole feed is lost, so the
         heartbeat rule fires fleet-wide (off: a lost feed is not evidence of an outage).
+    stall_reconnect_s
+        Wall seconds of *stall* after which the worker drops its Kafka clients and connects
+        afresh (0: never): the broker answers and holds telemetry of ours past what we
+        processed, yet nothing was polled or processed all that time. A client can stay
+        stuck after a broker restart (a failed connection or offset validation it never
+        retries); a new one starts clean. See docs/streaming.md, "Broker restarts".
+    client
+        ``kafka-python`` or ``confluent`` (None: ``PRECOVERY_KAFKA_CLIENT``, else the
+        default of :mod:`pipelines.kafka_adapter`).
     """
 
     bootstrap: str
@@ -103,6 +105,8 @@ class StreamConfig:
     fleet_check_s: float = 1.0
     feed_lost_after_s: float = 30.0
     failover_on_feed_loss: bool = False
+    stall_reconnect_s: float = 30.0
+    client: str | None = None
 
 
 class KafkaStreamWorker:
@@ -135,15 +139,17 @@ class KafkaStreamWorker:
         self.store = CheckpointStore(
             config.checkpoint_dir, config.group_id, config.topics.telemetry
         )
+        self.kafka = kafka_client(config.client)
         self._own_sink = sink is None
-        self.sink: Sink = sink or KafkaSink(
-            make_producer(config.bootstrap, client_id=f"{config.client_id or 'precovery'}-out")
+        self.sink: Sink = sink or self.kafka.sink(
+            config.bootstrap, client_id=f"{config.client_id or 'precovery'}-out"
         )
         self.tasks: dict[int, PartitionTask] = {}
         self.market = MarketLog()
         self.name = config.client_id or "precovery-stream"
         self._stop = threading.Event()
         self._paused: set[int] = set()
+        #: the clients (:class:`~pipelines.kafka_adapter.Consumer`; None while closed)
         self.consumer: Any = None
         self.market_consumer: Any = None
         self.offsets: Any = None
@@ -153,6 +159,7 @@ class KafkaStreamWorker:
             "checkpoints": 0,
             "rewinds": 0,
             "batches": 0,
+            "reconnects": 0,
         }
         self.assignments: list[list[int]] = []
         self.listener_error: Exception | None = None
@@ -165,6 +172,11 @@ class KafkaStreamWorker:
         #: partition -> (wall time it went quiet, its watermark and next offset then)
         self._quiet: dict[int, tuple[float, int, int]] = {}
         self._lost_reported = False
+        #: wall time of the last progress (records polled or processed, or nothing to do)
+        self._progress_at = time.monotonic()
+        #: wall time the broker last answered a log-end query, and the processed offsets then
+        self._ends_ok_at = time.monotonic()
+        self._processed_mark: dict[int, int | None] = {}
         make_engine(None)  # fail before joining the group if the model does not fit
 
     # -- lifecycle --------------------------------------------------------------------
@@ -174,16 +186,7 @@ class KafkaStreamWorker:
     def run(self, idle_exit_s: float | None = None) -> None:
         """Consume until :meth:`stop`; with ``idle_exit_s``, also stop after that long idle."""
         cfg = self.config
-        self.market_consumer = assigned_consumer(cfg.bootstrap, self.topics.market)
-        self.offsets = offsets_client(cfg.bootstrap)
-        self.consumer = group_consumer(
-            cfg.bootstrap,
-            cfg.group_id,
-            [self.topics.telemetry, self.topics.positions],
-            GuardedListener(self),
-            session_timeout_ms=cfg.session_timeout_ms,
-            client_id=cfg.client_id,
-        )
+        self._connect()
         logger.info("stream worker %s joined group %s", self.name, cfg.group_id)
         idle_since = time.monotonic()
         last_log = time.monotonic()
@@ -225,6 +228,33 @@ class KafkaStreamWorker:
             self.feed.worker_stopped(error if isinstance(error, Exception) else None)
             self.close()
 
+    def _connect(self) -> None:
+        """Open the three clients: market reader, log-end offsets, group member (all or
+        none: a failure closes the ones already open and raises ``SourceError``)."""
+        cfg = self.config
+        opened: list[Consumer] = []
+        try:
+            opened.append(self.kafka.assigned_consumer(cfg.bootstrap, self.topics.market))
+            opened.append(self.kafka.offsets_client(cfg.bootstrap))
+            opened.append(
+                self.kafka.group_consumer(
+                    cfg.bootstrap,
+                    cfg.group_id,
+                    [self.topics.telemetry, self.topics.positions],
+                    self,
+                    session_timeout_ms=cfg.session_timeout_ms,
+                    client_id=cfg.client_id,
+                )
+            )
+        except BaseException:
+            for c in opened:
+                _close_quietly(c, "client")
+            raise
+        self.market = MarketLog()  # the new market reader reads market.v1 from the start
+        self.market_consumer, self.offsets, self.consumer = opened
+        now = time.monotonic()
+        self._progress_at = self._ends_ok_at = now
+
     def close(self) -> None:
         """Checkpoint everything, commit, leave the group, close the clients."""
         if self.consumer is not None:
@@ -241,17 +271,22 @@ class KafkaStreamWorker:
             if client is not None:
                 client.close()
                 setattr(self, name, None)
-        if self._own_sink and isinstance(self.sink, KafkaSink):
-            self.sink.close()
+        close = getattr(self.sink, "close", None)
+        if self._own_sink and close is not None:
+            close()
 
     # -- the loop ---------------------------------------------------------------------
     def run_once(self) -> int:
         """One iteration; returns how many input records it polled."""
         cfg = self.config
+        if self.consumer is None:  # a reconnect failed: try again after a while
+            if time.monotonic() - self._progress_at >= min(cfg.stall_reconnect_s, 5.0):
+                self.reconnect("reconnect failed before")
+            else:
+                time.sleep(cfg.poll_timeout_s)
+            return 0
         try:
-            polled = self.consumer.poll(
-                timeout_ms=int(cfg.poll_timeout_s * 1000), max_records=cfg.max_batch
-            )
+            polled = self.consumer.poll(cfg.poll_timeout_s, cfg.max_batch)
         except Exception as exc:
             err, self.listener_error = self.listener_error, None
             if err is not None:
@@ -260,20 +295,17 @@ class KafkaStreamWorker:
         out: list[OutRecord] = []
         n = 0
         fresh = self._position_new_tasks()
-        for tp, krecs in polled.items():
-            task = self.tasks.get(tp.partition)
-            n += len(krecs)
-            if task is None or tp.partition in fresh:
+        for f in polled:
+            task = self.tasks.get(f.partition)
+            n += len(f)
+            if task is None or f.partition in fresh:
                 continue  # fetched before the (re)assignment's seek: read again from there
-            raws = [
-                RawRecord(tp.topic, r.value, r.key, tp.partition, r.offset, r.timestamp)
-                for r in krecs
-            ]
-            if tp.topic == self.topics.telemetry:
-                if not task.add_telemetry(raws):
+            tp = TopicPartition(f.topic, f.partition)
+            if f.topic == self.topics.telemetry:
+                if not task.add_telemetry(_raws(f)):
                     self._reseek(tp, task.telemetry_next)
             else:
-                dead = task.add_positions(raws)
+                dead = task.add_positions(_raws(f))
                 if dead is None:
                     self._reseek(tp, task.positions_offset)
                 else:
@@ -291,6 +323,8 @@ class KafkaStreamWorker:
                     frontier = min(market_frontier, positions[p])
                     out.extend(task.advance(frontier))
         out.extend(self._watch_silence())
+        if n:
+            self._progress_at = time.monotonic()
         self.counters["polled"] += n
         if out:
             try:
@@ -308,7 +342,85 @@ class KafkaStreamWorker:
                 )
         self._maybe_checkpoint(idle=n == 0)
         self._flow_control()
+        self._watch_stall()
         return n
+
+    # -- a stuck client ---------------------------------------------------------------
+    def _watch_stall(self) -> None:
+        """Reconnect when the clients are stuck: see ``StreamConfig.stall_reconnect_s``.
+
+        Progress is records polled (:meth:`run_once`), telemetry processed, or nothing
+        left to process on the broker (:meth:`_note_lag`); time while the broker does not
+        answer is not counted, so the clients get ``stall_reconnect_s`` after a broker
+        comes back to recover by themselves. Without progress for
+        ``stall_reconnect_s`` while the broker answered log-end queries, the group
+        consumer or the market reader is stuck: every client is closed (partitions are
+        checkpointed and revoked first, as in a rebalance) and opened anew, and the
+        partitions resume from their checkpoints. A broker that does not answer at all
+        for that long gets a fresh log-end client only (the group consumer retries by
+        itself, and a new one could not join either).
+        """
+        limit = self.config.stall_reconnect_s
+        now = time.monotonic()
+        if not self.tasks:  # nothing assigned: nothing can stall (a standby member)
+            self._progress_at = self._ends_ok_at = now
+            return
+        if limit <= 0 or self.consumer is None:
+            return
+        if now - self._ends_ok_at >= limit:
+            logger.warning(
+                "worker %s: no answer from the broker for %.0f s: a new log-end client",
+                self.name,
+                now - self._ends_ok_at,
+            )
+            self._ends_ok_at = now
+            self._replace_offsets_client()
+            return
+        if now - self._progress_at < limit:
+            return
+        self.reconnect(f"nothing polled or processed for {now - self._progress_at:.0f} s")
+
+    def _note_lag(self, ends: dict[int, int]) -> None:
+        """Given fresh log-end offsets of telemetry: progress, or records left behind?"""
+        now = time.monotonic()
+        self._ends_ok_at = now
+        processed = {p: t.telemetry_offset for p, t in self.tasks.items()}
+        behind = any(
+            p in ends and ends[p] > (t.telemetry_offset or 0) for p, t in self.tasks.items()
+        )
+        if not behind or processed != self._processed_mark:
+            self._progress_at = now
+        self._processed_mark = processed
+
+    def _replace_offsets_client(self) -> None:
+        if self.offsets is not None:
+            _close_quietly(self.offsets, "log-end client")
+        self.offsets = None
+        try:
+            self.offsets = self.kafka.offsets_client(self.config.bootstrap)
+        except SourceError as exc:
+            logger.warning("no new log-end client yet: %s", exc)
+
+    def reconnect(self, why: str) -> None:
+        """Close every Kafka client (partitions checkpointed and revoked) and open new ones."""
+        self.counters["reconnects"] += 1
+        logger.warning("worker %s: %s: reconnecting to Kafka", self.name, why)
+        for task in list(self.tasks.values()):
+            self._checkpoint(task)
+        self._commit()
+        parts = [TopicPartition(self.topics.telemetry, p) for p in self.tasks]
+        self.on_revoked(parts)  # the state is in the checkpoints: resume from there
+        self._to_seek.clear()
+        for name in ("consumer", "market_consumer", "offsets"):
+            client = getattr(self, name)
+            setattr(self, name, None)
+            if client is not None:
+                _close_quietly(client, name)
+        try:
+            self._connect()
+        except SourceError as exc:  # broker away: try again after another stall period
+            logger.warning("worker %s: reconnect failed (%s); retrying later", self.name, exc)
+            self._progress_at = time.monotonic()
 
     # -- silence ------------------------------------------------------------------------
     def _watch_silence(self) -> list[OutRecord]:
@@ -329,6 +441,10 @@ class KafkaStreamWorker:
             return []
         self._last_fleet_check = now
         ends = self._telemetry_ends()
+        if ends:
+            self._note_lag(ends)
+        else:  # the broker does not answer: no evidence of a stuck client (a stall is
+            self._progress_at = now  # counted only while the broker answers)
         growth = sum(max(0, e - self._tele_ends.get(p, e)) for p, e in ends.items())
         self._tele_ends.update(ends)
         if growth:
@@ -372,42 +488,42 @@ class KafkaStreamWorker:
     def _telemetry_ends(self) -> dict[int, int]:
         """Log-end offset of every partition of the telemetry topic ({} if unreachable)."""
         try:
-            parts = self.offsets.partitions_for_topic(self.topics.telemetry) or set()
+            assert self.offsets is not None
+            parts = self.offsets.partitions_for(self.topics.telemetry, timeout_s=5.0)
         except Exception as exc:
-            logger.debug("partitions_for_topic failed: %r", exc)
+            logger.debug("partitions_for failed: %r", exc)
             return {}
         tps = [TopicPartition(self.topics.telemetry, p) for p in sorted(parts)]
         return {tp.partition: off for tp, off in self._log_ends(self.offsets, tps).items()}
 
     def _poll_market(self) -> list[OutRecord]:
         out: list[OutRecord] = []
+        assert self.market_consumer is not None
         for _ in range(100):
-            polled = self.market_consumer.poll(timeout_ms=0, max_records=10_000)
+            polled = self.market_consumer.poll(0.0, 10_000)
             if not polled:
                 break
-            for tp, krecs in polled.items():
-                for r in krecs:
-                    self.market.next_offset[tp.partition] = r.offset + 1
+            for f in polled:
+                for r in _raws(f):
+                    self.market.next_offset[f.partition] = r.offset + 1
                     try:
                         m = decode_record(r.value, parse_market, self.config.max_message_bytes)
                     except ValidationError as exc:
-                        raw = RawRecord(
-                            tp.topic, r.value, r.key, tp.partition, r.offset, r.timestamp
-                        )
-                        out.append(dead_letter(raw, Reject(0, exc.reason, exc.detail), self.topics))
+                        out.append(dead_letter(r, Reject(0, exc.reason, exc.detail), self.topics))
                         continue
-                    self.market.add(tp.partition, r.offset, m)
+                    self.market.add(f.partition, r.offset, m)
                     for task in self.tasks.values():
                         task.add_market([m])
         return out
 
-    def _log_ends(self, _consumer: Any, tps: list[Any]) -> dict[Any, int]:
+    def _log_ends(self, _consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Log-end offsets asked of the broker *now* (a fetch's high watermark can be stale:
         telemetry in hand may be newer than the last context fetch). {} if unreachable."""
         if not tps:
             return {}
         try:
-            return dict(self.offsets.end_offsets(tps, timeout_ms=5_000))
+            assert self.offsets is not None
+            return self.offsets.end_offsets(tps, timeout_s=5.0)
         except Exception as exc:  # broker away: treat context as incomplete (safe)
             logger.debug("end_offsets failed: %r", exc)
             return {}
@@ -419,7 +535,7 @@ class KafkaStreamWorker:
             return False
         if next_offset is None:
             try:
-                next_offset = consumer.position(tp, timeout_ms=100)
+                next_offset = consumer.position(tp)
             except Exception:
                 return False
         return next_offset is not None and next_offset >= end
@@ -468,10 +584,10 @@ class KafkaStreamWorker:
         for p, task in self.tasks.items():
             tp = TopicPartition(self.topics.telemetry, p)
             if task.pending_records > limit and p not in self._paused:
-                self.consumer.pause(tp)
+                self.consumer.pause([tp])
                 self._paused.add(p)
             elif task.pending_records <= limit // 2 and p in self._paused:
-                self.consumer.resume(tp)
+                self.consumer.resume([tp])
                 self._paused.discard(p)
 
     # -- checkpoints and offsets ------------------------------------------------------
@@ -504,20 +620,14 @@ class KafkaStreamWorker:
 
     def _commit(self) -> None:
         """Commit the checkpointed offsets (never ahead of a checkpoint)."""
-        from kafka.structs import OffsetAndMetadata
-
         offsets = {}
         for p, task in self.tasks.items():
             if task.dirty or task.telemetry_offset is None:
                 continue
-            offsets[TopicPartition(self.topics.telemetry, p)] = OffsetAndMetadata(
-                task.telemetry_offset, "", -1
-            )
+            offsets[TopicPartition(self.topics.telemetry, p)] = task.telemetry_offset
             if task.positions_offset is not None:
-                offsets[TopicPartition(self.topics.positions, p)] = OffsetAndMetadata(
-                    task.positions_offset, "", -1
-                )
-        if not offsets:
+                offsets[TopicPartition(self.topics.positions, p)] = task.positions_offset
+        if not offsets or self.consumer is None:
             return
         try:
             self.consumer.commit(offsets=offsets)
@@ -568,7 +678,7 @@ class KafkaStreamWorker:
                 if off is None:
                     off = self.consumer.committed(tp)
                 if off is None:
-                    off = self.consumer.beginning_offsets([tp])[tp]
+                    off = self.consumer.beginning_offset(tp)
                 self.consumer.seek(tp, off)
                 starts[tp] = off
             task.start_at(starts[tele], starts[pos])
@@ -606,6 +716,22 @@ class KafkaStreamWorker:
         self.counters["rewinds"] += 1
         for p in list(self.tasks):
             self.tasks[p] = self._restore(p)
+
+
+def _raws(f: Fetched) -> list[RawRecord]:
+    t, p = f.topic, f.partition
+    return [
+        RawRecord(t, v, k, p, o, ts)
+        for v, k, o, ts in zip(f.values, f.keys, f.offsets, f.timestamps, strict=True)
+    ]
+
+
+def _close_quietly(client: Any, what: str) -> None:
+    """Close a Kafka client; a stuck one may not close cleanly: log and drop it."""
+    try:
+        client.close(timeout_s=5.0)
+    except Exception as exc:
+        logger.warning("closing the %s failed: %r", what, exc)
 
 
 def run_stream(

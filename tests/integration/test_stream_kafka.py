@@ -546,3 +546,42 @@ def test_broker_restart_mid_stream_worker_reconnects_and_catches_up(
     wait_for(lambda: done(state, group, topics, ends), 150, "catch-up after restart", (w,))
     assert w.terminate() == 0
     check_against_reference(kafka_bootstrap, topics, state, group, model)
+
+
+def test_a_stuck_consumer_is_replaced_and_the_stream_catches_up(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path, model: RiskModel
+) -> None:
+    """A client that stops returning records (as one can after a broker restart) is dropped:
+    the worker reconnects after ``stall_reconnect_s`` and decides as a straight run would."""
+    group, state = f"g-{uuid.uuid4().hex[:8]}", tmp_path / "state"
+    produce(kafka_bootstrap, topics, 1.0)
+    worker = KafkaStreamWorker(
+        StreamConfig(
+            kafka_bootstrap,
+            group,
+            topics,
+            state / "checkpoints",
+            session_timeout_ms=SESSION_MS,
+            checkpoint_interval_s=0.5,
+            max_batch=300,
+            stall_reconnect_s=3.0,
+        ),
+        engine_factory(EngineConfig(), model),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        first = end_offsets(kafka_bootstrap, topics.telemetry)
+        wait_for(lambda: done(state, group, topics, first), 90, "first half")
+        stuck = worker.consumer
+        stuck.poll = lambda *a, **k: []  # wedged: connected, but never another record
+        produce(kafka_bootstrap, topics, 1.0, start_s=3600.0)
+        ends = end_offsets(kafka_bootstrap, topics.telemetry)
+        wait_for(lambda: done(state, group, topics, ends), 90, "catch-up after the stall")
+        assert worker.counters["reconnects"] >= 1
+        assert worker.consumer is not stuck
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    check_against_reference(kafka_bootstrap, topics, state, group, model)
