@@ -110,7 +110,7 @@ class Approvals:
     def find(self, rec_id: str) -> tuple[int, dict[str, Any]]:
         """``(seq, recommendation)`` of an id in the live log; 404 when it is not there."""
         for row in reversed(self.live.recommendations(limit=1_000_000)):
-            if row["recommendation_id"] == rec_id:
+            if row.get("recommendation_id") == rec_id and not row.get("kind"):
                 return int(row["seq"]), row
         raise UnknownEntityError(
             f"no recommendation {rec_id!r} in this process's log (unknown, or older than "
@@ -143,7 +143,7 @@ class Approvals:
             newer = [
                 r
                 for r in self.live.recommendations(rec["system"], after=seq, limit=1_000_000)
-                if r["component"] == rec["component"]
+                if r.get("component") == rec["component"] and not r.get("kind")
             ]
             if newer:
                 raise DecisionConflict(
