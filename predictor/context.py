@@ -224,6 +224,10 @@ class Context:
         event_end = ven["event_since"][v] + costs.event_risk_length_s * 1000
         ends = np.where(in_auction, auction_end, -np.inf)
         ends = np.where(market.event_risk, np.maximum(ends, event_end), ends)
+        # Elevated volatility alone: expect it to calm down volatility_calm_s from now.
+        elevated = market.volatility_bps_per_min > costs.calm_volatility_bps_per_min
+        calm_at = t_ms + costs.volatility_calm_s * 1000
+        ends = np.where(elevated & ~np.isfinite(ends), calm_at, ends)
         has = known & np.isfinite(ends)
         # A window that should already have opened is assumed to open within 30 s.
         window[has] = np.maximum((ends[has] - t_ms) / 1000.0, 30.0)

@@ -70,6 +70,11 @@ class CostConfig:
         Expected length of an auction, seconds (when the next safe window comes).
     event_risk_length_s
         Expected length of an event-risk window, seconds.
+    calm_volatility_bps_per_min
+        Volatility above this (bps per √minute) is *elevated*: a calmer window is
+        expected ``volatility_calm_s`` later, at this volatility.
+    volatility_calm_s
+        Expected time for elevated volatility to calm down, seconds.
     """
 
     unplanned_recovery_min: float = 25.0
@@ -82,6 +87,8 @@ class CostConfig:
     event_risk_penalty: float = 2.0
     auction_length_s: float = 300.0
     event_risk_length_s: float = 900.0
+    calm_volatility_bps_per_min: float = 4.0
+    volatility_calm_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +131,17 @@ class MarketArrays:
             np.array([event_risk]),
         )
 
-    def calmer(self) -> MarketArrays:
-        """The same market after the auction / event window: continuous, no event risk."""
+    def calmer(self, calm_volatility_bps_per_min: float = np.inf) -> MarketArrays:
+        """The same market after the safer window: continuous, no event risk, volatility
+        at most ``calm_volatility_bps_per_min``."""
         in_auction = (self.session == OPENING_AUCTION) | (self.session == CLOSING_AUCTION)
         return replace(
             self,
             session=np.where(in_auction, CONTINUOUS, self.session),
             event_risk=np.zeros_like(self.event_risk, dtype=bool),
+            volatility_bps_per_min=np.minimum(
+                self.volatility_bps_per_min, calm_volatility_bps_per_min
+            ),
         )
 
 

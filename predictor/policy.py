@@ -118,7 +118,7 @@ def decide(
     c_now = switch_cost(exposure, market, costs)
     has_window = np.isfinite(window_in_s) & (window_in_s > 0)
     f = np.where(has_window, np.minimum(1.0, np.nan_to_num(window_in_s) / horizon_s), 0.0)
-    c_w = switch_cost(exposure, market.calmer(), costs)
+    c_w = switch_cost(exposure, market.calmer(costs.calm_volatility_bps_per_min), costs)
     c_window = np.where(has_window, p * f * l_out + (1.0 - p * f) * c_w, np.inf)
     l_stay = p * l_out
     best = np.minimum(c_now, c_window)
