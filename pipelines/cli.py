@@ -12,8 +12,9 @@ inside the command that needs them. ``tests/cli/test_startup.py`` guards this.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,7 @@ from pipelines.cli_audit import audit_app
 from pipelines.cli_delivery import deliver, orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
+from pipelines.cli_models import promote, train
 from pipelines.cli_serve import serve
 from pipelines.console import (
     Detector,
@@ -111,63 +113,6 @@ def simulate(
         console.print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
-@app.command()
-def train(
-    telemetry: Annotated[
-        Path, typer.Option(envvar="PRECOVERY_TELEMETRY", help="Telemetry history, CSV or Parquet")
-    ],
-    incidents: Annotated[
-        Path, typer.Option(envvar="PRECOVERY_INCIDENTS", help="Incident history, CSV")
-    ],
-    out: Annotated[
-        Path, typer.Option(envvar="PRECOVERY_MODEL_OUT", help="Model directory to write")
-    ],
-    horizon_s: Annotated[
-        float, typer.Option(envvar="PRECOVERY_HORIZON_S", help="Label horizon, seconds")
-    ] = 1800.0,
-    metrics: Annotated[
-        str | None,
-        typer.Option(
-            envvar="PRECOVERY_METRICS",
-            help="Comma-separated metric columns; default: every numeric one (the model "
-            "declares them)",
-        ),
-    ] = None,
-    mkdir: Mkdir = False,
-    verbose: Verbose = False,
-) -> None:
-    """Train the failure-risk model from telemetry and incident history (local files)."""
-    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
-    try:
-        inputs.input_file(telemetry, "--telemetry")
-        inputs.csv_file(incidents, "--incidents")
-        inputs.positive(horizon_s, "--horizon-s", "seconds")
-        inputs.output_dir(out, "--out", mkdir)
-    except PrecoveryError as exc:
-        raise fail(exc) from exc
-    setup_logging(verbose)
-    from pipelines.frames import count_rows
-    from pipelines.train import TrainConfig, check_train_inputs, train_files
-
-    try:
-        check_train_inputs(telemetry, incidents, chosen)
-        with progress() as bar:
-            task = bar.add_task("features", total=count_rows(telemetry))
-            model, report = train_files(
-                telemetry,
-                incidents,
-                TrainConfig(horizon_s=horizon_s),
-                progress=lambda n: bar.advance(task, n),
-                metrics=chosen,
-            )
-        model.save(out)
-        (out / "report.json").write_text(json.dumps(report, indent=2))
-    except (PrecoveryError, OSError) as exc:
-        raise fail(exc) from exc
-    _print_metrics(report["metrics"])
-    console.print(f"model {model.version} saved to {out}")
-
-
 @app.command("train-sim")
 def train_sim(
     out: Annotated[
@@ -187,7 +132,8 @@ def train_sim(
     except PrecoveryError as exc:
         raise fail(exc) from exc
     setup_logging(verbose)
-    from pipelines.models import train_on_simulation
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before LightGBM loads OpenMP
+    from pipelines.models import save_model, train_on_simulation
 
     try:
         with progress() as bar:
@@ -195,7 +141,7 @@ def train_sim(
             model, report = train_on_simulation(
                 hours, seed, progress=lambda n: bar.advance(task, n)
             )
-        model.save(out)
+        save_model(model, out)
         (out / "report.json").write_text(json.dumps(report, indent=2))
     except (PrecoveryError, OSError) as exc:
         raise fail(exc) from exc
@@ -252,7 +198,7 @@ def detect(
             inputs.input_file(history, "--history")
         if model_dir is not None:
             inputs.model_dir(model_dir)
-        inputs.one_of(detector, ("surprise", "ewmaz", "hst"), "--detector")
+        inputs.one_of(detector, ("surprise", "surprise_hst"), "--detector")
         chosen = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
         if metrics is not None and not chosen:
             raise ValidationError("bad_option", f"--metrics {metrics!r}: no column names")
@@ -365,19 +311,62 @@ def evaluate(
     seed: Annotated[
         int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed (unlike the training one)")
     ] = 2027,
-    model_dir: Annotated[
-        Path | None,
+    model_ref: Annotated[
+        str | None,
         typer.Option(
-            "--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory (default: baseline)"
+            "--model",
+            envvar="PRECOVERY_MODEL_DIR",
+            help="Risk model directory or MLflow URI (models:/failure-risk@champion); "
+            "default: the baseline",
         ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(envvar="PRECOVERY_OUT", help="Write the full report (JSON) here")
     ] = None,
+    telemetry: Annotated[
+        Path | None,
+        typer.Option(help="Judge the model on this history (CSV or Parquet) instead of a replay"),
+    ] = None,
+    incidents: Annotated[
+        Path | None, typer.Option(help="The history's incidents, CSV (with --telemetry)")
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="With --telemetry: the table as JSON, one object per scorer"),
+    ] = None,
+    from_ts: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="With --telemetry: window start (RFC 3339); default: latest 70 %"
+        ),
+    ] = None,
+    min_lead: Annotated[
+        str, typer.Option(help="With --telemetry: minimum warning to count (2m, 300s)")
+    ] = "2m",
+    champion: Annotated[
+        bool, typer.Option(help="With --telemetry: add the registry's @champion to the table")
+    ] = False,
     mkdir: Mkdir = False,
     verbose: Verbose = False,
 ) -> None:
-    """Replay a simulated day through the full loop: lead times and false alarms."""
+    """Judge a model: on a history with --telemetry/--incidents (model vs baselines), else
+    by replaying a simulated day through the full loop (lead times and false alarms)."""
+    if telemetry is not None or incidents is not None:
+        if telemetry is None or incidents is None:
+            raise fail(ValidationError("bad_option", "--telemetry and --incidents go together"))
+        setup_logging(verbose)
+        from pipelines.cli_models import evaluate_history_cli
+
+        evaluate_history_cli(
+            model_ref or "models/baseline",
+            telemetry,
+            incidents,
+            json_out,
+            from_ts,
+            min_lead,
+            champion,
+        )
+        return
     try:
         if not hours > EVALUATE_WARMUP_H:  # also catches NaN
             raise ValidationError(
@@ -385,19 +374,18 @@ def evaluate(
                 f"--hours must be more than the {EVALUATE_WARMUP_H:g} h warm-up (only what "
                 f"follows it is scored), got {hours:g}",
             )
-        if model_dir is not None:
-            inputs.model_dir(model_dir)
+        if model_ref is not None and not model_ref.startswith(("models:/", "runs:/")):
+            inputs.model_dir(Path(model_ref))
         if out is not None:
             inputs.output_path(out, "--out", mkdir)
     except PrecoveryError as exc:
         raise fail(exc) from exc
     setup_logging(verbose)
-    from pipelines.models import BASELINE_DIR
+    from pipelines.models import BASELINE_DIR, load_any
     from pipelines.replay import ReplayConfig, replay
-    from predictor.risk import RiskModel
 
     try:
-        model = RiskModel.load(model_dir or BASELINE_DIR)
+        model = load_any(model_ref or BASELINE_DIR)
         cfg = ReplayConfig(hours=hours, seed=seed, warmup_h=EVALUATE_WARMUP_H)
         with progress("hours") as bar:
             task = bar.add_task("replaying", total=hours)
@@ -497,7 +485,7 @@ def demo(
     try:
         inputs.at_least(duration, 0, "--duration", "seconds")
         inputs.positive(speed, "--speed", "simulated seconds per second")
-        inputs.one_of(detector, ("surprise", "ewmaz", "hst"), "--detector")
+        inputs.one_of(detector, ("surprise", "surprise_hst"), "--detector")
         if not 0 <= port <= 65535:
             raise ValidationError("bad_option", f"--port must be 0-65535, got {port}")
         if model_dir is not None:
@@ -510,6 +498,8 @@ def demo(
     from rich.console import Console
 
     from pipelines.audit import AuditLog, AuditStore, audit_url
+    from pipelines.champion import follow_champion
+    from pipelines.cli_models import champion_source
     from pipelines.demo import DemoConfig, run_demo
     from pipelines.keys import feedback_store, security_for
     from pipelines.models import BASELINE_DIR, load_or_train
@@ -523,14 +513,34 @@ def demo(
     notifier = alert_notifier(settings.alerts, alertmanager_url)
     delivery = delivery_config(settings.delivery, orchestrator_url)
 
+    watcher = None
     try:
-        with progress() as bar:
-            task = bar.add_task("loading the risk model", total=None)
-            model, trained = load_or_train(
-                model_dir or BASELINE_DIR, progress=lambda n: bar.advance(task, n)
-            )
+        follow = champion_source(settings)
+        if follow is not None:
+            model, trained = follow[1], False
+        else:
+            with progress() as bar:
+                task = bar.add_task("loading the risk model", total=None)
+                model, trained = load_or_train(
+                    model_dir or BASELINE_DIR, progress=lambda n: bar.advance(task, n)
+                )
         if trained:
             console.print(f"trained a baseline model {model.version}")
+        audit = AuditLog(AuditStore(audit_url(state_dir, settings.audit_url)))
+
+        def observe(run: Any) -> None:
+            nonlocal watcher
+            if follow is not None:
+                watcher = follow_champion(
+                    follow[0],
+                    run.live.set_model,
+                    model,
+                    follow[2],
+                    audit,
+                    "demo",
+                    settings.mlflow.poll_s,
+                )
+
         summary = run_demo(
             DemoConfig(
                 duration_s=duration,
@@ -552,12 +562,16 @@ def demo(
             notifier=notifier,
             delivery=delivery,
             outbox_path=state_dir / "outbox.sqlite",
-            audit=AuditLog(AuditStore(audit_url(state_dir, settings.audit_url))),
+            audit=audit,
+            observe=observe if follow is not None else None,
         )
         if summary_json:
             summary_json.write_text(json.dumps(summary, indent=2))
     except (PrecoveryError, OSError) as exc:
         raise fail(exc) from exc
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 @app.command("evaluate-detectors")
@@ -597,7 +611,7 @@ def evaluate_detectors(
             inputs.input_file(incidents, "--incidents")
         chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
         for m in chosen:
-            inputs.one_of(m, ("surprise", "ewmaz", "hst", *ev.BASELINES), "--methods")
+            inputs.one_of(m, (*ev.DETECTORS, *ev.COMPARISON, *ev.BASELINES), "--methods")
         data_dir = data or ev.DEFAULT_DATA_DIR
         names = ev.list_entities(data_dir) if data_dir.is_dir() else []
         if not names:
@@ -632,3 +646,5 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.command()(orchestrator)
 app.command()(deliver)
+app.command()(train)
+app.command()(promote)

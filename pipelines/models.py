@@ -7,6 +7,7 @@ history first (34 s here) and saves it there.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,6 +62,46 @@ def train_on_simulation(
     return model, report
 
 
+def save_model(model: RiskModel, path: Path) -> Path:
+    """Write ``model`` as a directory: ``model.lgb`` (LightGBM's text) and ``meta.json``."""
+    text, meta = model.to_state()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.lgb").write_text(text)
+    (path / "meta.json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def load_model(path: Path) -> RiskModel:
+    """Read a model directory written by :func:`save_model` (ModelError naming the file)."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        text = (path / "model.lgb").read_text()
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a risk model from {path}: {exc}") from exc
+    try:
+        return RiskModel.from_state(meta, model_text=text)
+    except ModelError as exc:
+        raise ModelError(f"cannot load a risk model from {path}: {exc}") from exc
+
+
+def is_model_uri(ref: str) -> bool:
+    """True for an MLflow model URI (``models:/failure-risk@champion``, ``runs:/…``).
+
+    >>> is_model_uri("models:/failure-risk@champion"), is_model_uri("models/baseline")
+    (True, False)
+    """
+    return ref.startswith(("models:/", "runs:/"))
+
+
+def load_any(ref: str | Path) -> RiskModel:
+    """A model from a directory or an MLflow model URI."""
+    if isinstance(ref, str) and is_model_uri(ref):
+        from pipelines.tracking import load_model_uri
+
+        return load_model_uri(ref)[0]
+    return load_model(Path(ref))
+
+
 def load_or_train(
     model_dir: Path, progress: Callable[[int], None] | None = None
 ) -> tuple[RiskModel, bool]:
@@ -69,11 +110,11 @@ def load_or_train(
     Returns ``(model, trained_now)``.
     """
     if (model_dir / "model.lgb").exists():
-        return RiskModel.load(model_dir), False
+        return load_model(model_dir), False
     logger.info("no risk model in %s: training one on simulated history", model_dir)
     model, report = train_on_simulation(hours=FIRST_RUN_HOURS, progress=progress)
     try:
-        model.save(model_dir)
+        save_model(model, model_dir)
     except OSError as exc:
         raise ModelError(f"trained a model but cannot save it to {model_dir}: {exc}") from exc
     logger.info("trained model %s: %s", model.version, report["metrics"])

@@ -87,10 +87,21 @@ class RiskModel:
         self.metric_names_: tuple[str, ...] = ()
         #: What it was trained on: ``sha256`` of the data, ``from``/``to`` times, ``rows``.
         self.training_data_: dict[str, Any] | None = None
+        #: The registry version it was loaded as (``failure-risk/3``); None from a folder.
+        self.registered_as_: str | None = None
 
     # -- sklearn-style API -------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, feature_names: list[str] | None = None) -> Self:
-        """Fit on time-ordered rows; the last ``calibration_fraction`` calibrates."""
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        feature_names: list[str] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> Self:
+        """Fit on time-ordered rows; the last ``calibration_fraction`` calibrates.
+
+        ``sample_weight`` weighs rows in the fit (feedback labels); calibration is not
+        weighted, so probabilities keep meaning frequencies."""
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y, dtype=np.int8)
         if len(np.unique(y)) < 2:
@@ -116,7 +127,10 @@ class RiskModel:
             "num_threads": self.num_threads,
             "verbose": -1,
         }
-        data = lgb.Dataset(fit_x, label=fit_y, feature_name=names, free_raw_data=True)
+        weight = None if sample_weight is None else np.asarray(sample_weight)[: len(y) - n_cal]
+        data = lgb.Dataset(
+            fit_x, label=fit_y, weight=weight, feature_name=names, free_raw_data=True
+        )
         self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
         self.feature_names_ = names
         self.calibration_: tuple[list[float], list[float]] | None = None
@@ -173,7 +187,9 @@ class RiskModel:
     # -- persistence ------------------------------------------------------------------
     @property
     def version(self) -> str:
-        """A content hash: the same model text gives the same version.
+        """A content hash: the same model text gives the same version. A model loaded
+        from the registry is prefixed with its registered version (``failure-risk/3:sha-…``)
+        so that every score and recommendation names the registry version behind it.
 
         Computed once per booster (at fit or load): serialising and hashing the model is
         far too dear for the hot path, which reads the version with every decision.
@@ -183,12 +199,20 @@ class RiskModel:
         if cached is None or cached[0] is not self.booster_:
             cached = (self.booster_, _content_hash(self.booster_))
             self._version = cached
+        if self.registered_as_:
+            full = self.__dict__.get("_full_version")
+            if full is None or full[0] is not cached or full[1] != self.registered_as_:
+                full = (cached, self.registered_as_, f"{self.registered_as_}:{cached[1]}")
+                self._full_version = full
+            return str(full[2])
         return cached[1]
 
-    def save(self, path: Path) -> Path:
+    def to_state(self) -> tuple[str, dict[str, Any]]:
+        """``(model_text, meta)``: LightGBM's text format and the JSON-ready metadata.
+
+        The inverse is :meth:`from_state`; files and MLflow are the edges' business
+        (:mod:`pipelines.models`, :mod:`pipelines.tracking`)."""
         self._check()
-        path.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(path / "model.lgb"))
         meta = {
             "params": self.get_params(),
             "inputs": self.inputs,
@@ -196,21 +220,23 @@ class RiskModel:
             "detector": self.detector_,
             "calibration": self.calibration_,
             "metrics": self.metrics_,
-            "version": self.version,
+            "version": _content_hash(self.booster_),
         }
-        (path / "meta.json").write_text(json.dumps(meta, indent=2))
-        return path
+        return self.booster_.model_to_string(), meta
 
     @classmethod
-    def load(cls, path: Path) -> RiskModel:
+    def from_state(
+        cls, meta: dict[str, Any], model_text: str | None = None, booster: Any = None
+    ) -> RiskModel:
+        """A model from its metadata and either its text or a loaded LightGBM booster."""
         try:
-            meta = json.loads((path / "meta.json").read_text())
-            booster = lgb.Booster(model_file=str(path / "model.lgb"))
-        except (OSError, ValueError, lgb.basic.LightGBMError) as exc:
-            raise ModelError(f"cannot load a risk model from {path}: {exc}") from exc
-        model = cls(**meta["params"])
+            if booster is None:
+                booster = lgb.Booster(model_str=model_text)
+            model = cls(**meta["params"])
+            model.feature_names_ = list(meta["feature_names"])
+        except (KeyError, TypeError, ValueError, lgb.basic.LightGBMError) as exc:
+            raise ModelError(f"not a risk model: {exc}") from exc
         model.booster_ = booster
-        model.feature_names_ = list(meta["feature_names"])
         model.detector_ = meta.get("detector")
         inputs = meta.get("inputs") or {}
         model.metric_names_ = tuple(
@@ -222,6 +248,24 @@ class RiskModel:
         model.metrics_ = dict(meta.get("metrics", {}))
         model._version = (booster, _content_hash(booster))
         return model
+
+    def save(self, path: Path) -> Path:
+        """Deprecated shim: :func:`pipelines.models.save_model` (the core does no I/O)."""
+        self._check()
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(path / "model.lgb"))
+        (path / "meta.json").write_text(json.dumps(self.to_state()[1], indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RiskModel:
+        """Deprecated shim: :func:`pipelines.models.load_model` (the core does no I/O)."""
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            booster = lgb.Booster(model_file=str(path / "model.lgb"))
+        except (OSError, ValueError, lgb.basic.LightGBMError) as exc:
+            raise ModelError(f"cannot load a risk model from {path}: {exc}") from exc
+        return cls.from_state(meta, booster=booster)
 
     @property
     def inputs(self) -> dict[str, Any]:

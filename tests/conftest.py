@@ -7,6 +7,7 @@ unit, API and CLI tests. Factories for single events live in ``tests/factories.p
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 # (and inherited by the CLI subprocesses): this module must not import LightGBM or
 # scikit-learn at the top. Only speed depends on it, never a result.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# No test writes MLflow runs into the checkout (``precovery train`` logs every run): a
+# throwaway store for the session; tests that look at the registry set their own.
+os.environ["MLFLOW_TRACKING_URI"] = (
+    f"sqlite:///{tempfile.mkdtemp(prefix='precovery-mlflow-')}/mlruns.db"
+)
 
 settings.register_profile(
     "precovery",
