@@ -125,6 +125,7 @@ def stream(
     setup_logging(verbose)
     import signal
 
+    from pipelines.audit import AuditLog, AuditStore, audit_url
     from pipelines.kafka_io import ensure_topics
     from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
     from pipelines.models import BASELINE_DIR
@@ -135,6 +136,7 @@ def stream(
     settings = get_settings()
     k = settings.kafka
     topics = prefixed_topics(k, topic_prefix)
+    audit: AuditLog | None = None
     try:
         if create_topics:
             ensure_topics(
@@ -167,6 +169,7 @@ def stream(
             ),
             engine_factory(config, model),
             notifier=alert_notifier(settings.alerts),
+            audit=(audit := AuditLog(AuditStore(audit_url(state_dir, settings.audit_url)))),
         )
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
@@ -179,6 +182,9 @@ def stream(
             ops.stop()
     except PrecoveryError as exc:
         raise fail(exc) from exc
+    finally:
+        if audit is not None:
+            audit.close()  # everything queued is written before the process ends
     console.print(f"stream worker stopped: {worker.counters}")
 
 

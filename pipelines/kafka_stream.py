@@ -16,13 +16,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pipelines.alertmanager import AlertNotifier
 from pipelines.checkpoint import CheckpointStore
-from pipelines.driver import Topics, dead_letter
+from pipelines.driver import RecordColumns, Topics, dead_letter
 from pipelines.feed import FeedMonitor
 from pipelines.kafka_adapter import TP as TopicPartition
 from pipelines.kafka_adapter import Consumer, Fetched, kafka_client
@@ -38,6 +38,9 @@ from predictor.events import (
     parse_market,
 )
 from predictor.ports import OutRecord, RawRecord, Sink
+
+if TYPE_CHECKING:
+    from pipelines.audit import AuditLog
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,9 @@ class KafkaStreamWorker:
     notifier
         SRE alerts: told every published recommendation, synced with Alertmanager from a
         thread of its own (never in the poll loop), with the feed's conditions.
+    audit
+        Every published recommendation is queued there (docs/audit.md); after a rewind
+        (at-least-once) one may be recorded again under the same ``subject``.
     """
 
     def __init__(
@@ -132,8 +138,10 @@ class KafkaStreamWorker:
         make_engine: EngineFactory,
         sink: Sink | None = None,
         notifier: AlertNotifier | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.config = config
+        self.audit = audit
         self.topics = config.topics
         self.make_engine = make_engine
         self.store = CheckpointStore(
@@ -302,7 +310,10 @@ class KafkaStreamWorker:
                 continue  # fetched before the (re)assignment's seek: read again from there
             tp = TopicPartition(f.topic, f.partition)
             if f.topic == self.topics.telemetry:
-                if not task.add_telemetry(_raws(f)):
+                cols = RecordColumns(
+                    f.topic, f.partition, f.values, f.keys, f.offsets, f.timestamps
+                )
+                if not task.add_telemetry(cols):
                     self._reseek(tp, task.telemetry_next)
             else:
                 dead = task.add_positions(_raws(f))
@@ -340,10 +351,17 @@ class KafkaStreamWorker:
                 self.notifier.observe(
                     orjson.loads(r.value) for r in out if r.topic == self.topics.recommendations
                 )
+            if self.audit is not None:  # queued: the audit's writer thread does the SQL
+                self.audit.recommendations(self._published_recommendations(out), self.name)
         self._maybe_checkpoint(idle=n == 0)
         self._flow_control()
         self._watch_stall()
         return n
+
+    def _published_recommendations(self, out: list[OutRecord]) -> list[dict[str, Any]]:
+        """The recommendations among published records (situation reports have a kind)."""
+        recs = (orjson.loads(r.value) for r in out if r.topic == self.topics.recommendations)
+        return [rec for rec in recs if not rec.get("kind")]
 
     # -- a stuck client ---------------------------------------------------------------
     def _watch_stall(self) -> None:

@@ -372,6 +372,15 @@ def test_simulate_to_stream_end_to_end(
     recs = [r for r in recs if r.get("kind") != "situation_report"]
     failovers = [r for r in recs if r["action"] == "failover_now"]
     assert failovers, recs
+    # every published recommendation is in the audit trail, with its figures (docs/audit.md)
+    from pipelines.audit import AuditStore, sqlite_url
+
+    audited = AuditStore(sqlite_url(tmp_path / "audit.sqlite")).query(
+        kind="recommendation", limit=None
+    )
+    assert {a["subject"] for a in audited} == {r["recommendation_id"] for r in recs}
+    by_id = {a["subject"]: a["payload"] for a in audited}
+    assert all(by_id[r["recommendation_id"]] == r for r in recs)
     assert all(r["reasons"] and r["epoch"] >= 1 and r["model_version"] for r in failovers)
     assert {h.key for h in health} and all(h.key for h in health)
     assert len(dlq) == n_events // 500  # --bad-every 500
