@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -62,6 +62,77 @@ class Topics:
     recommendations: str = contracts.TOPIC_RECOMMENDATIONS
     health: str = contracts.TOPIC_HEALTH
     dlq: str = contracts.TOPIC_DLQ
+
+
+class RecordColumns(Sequence[RawRecord]):
+    """Records of one topic partition as columns: a Sequence of :class:`RawRecord`, but
+    a ``RawRecord`` object is made only for the one asked for (a dead letter, the last
+    offset), not one per record as it arrives (the Kafka worker's hot path).
+    """
+
+    __slots__ = ("keys", "offsets", "partition", "timestamps", "topic", "values")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        values: list[bytes],
+        keys: list[bytes | None],
+        offsets: list[int],
+        timestamps: list[int | None],
+    ) -> None:
+        self.topic, self.partition = topic, partition
+        self.values, self.keys, self.offsets, self.timestamps = values, keys, offsets, timestamps
+
+    @classmethod
+    def of(cls, records: Sequence[RawRecord]) -> RecordColumns:
+        """Columns of ``records`` (one topic partition, as the stream hands them over)."""
+        if isinstance(records, RecordColumns):
+            return records
+        first = records[0] if records else RawRecord("", b"")
+        return cls(
+            first.topic,
+            first.partition,
+            [r.value for r in records],
+            [r.key for r in records],
+            [r.offset for r in records],
+            [r.timestamp_ms for r in records],
+        )
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> RawRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> RecordColumns: ...
+    def __getitem__(self, i: int | slice) -> RawRecord | RecordColumns:
+        if isinstance(i, slice):
+            return RecordColumns(
+                self.topic,
+                self.partition,
+                self.values[i],
+                self.keys[i],
+                self.offsets[i],
+                self.timestamps[i],
+            )
+        return RawRecord(
+            self.topic,
+            self.values[i],
+            self.keys[i],
+            self.partition,
+            self.offsets[i],
+            self.timestamps[i],
+        )
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        for i in range(len(self.offsets)):
+            yield self[i]
+
+    def first_timestamp(self) -> int | None:
+        """The earliest timestamp (None if none is known)."""
+        known = [t for t in self.timestamps if t is not None]
+        return min(known) if known else None
 
 
 @dataclass(slots=True)
@@ -313,6 +384,8 @@ def next_offsets(records: Sequence[RawRecord]) -> dict[tuple[str, int], int]:
 
 def _first_src_ts(records: Sequence[RawRecord]) -> int | None:
     """The earliest input timestamp: outputs are stamped with it (latency, conservative)."""
+    if isinstance(records, RecordColumns):
+        return records.first_timestamp()
     ts = [r.timestamp_ms for r in records if r.timestamp_ms is not None]
     return min(ts) if ts else None
 

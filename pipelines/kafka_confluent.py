@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
@@ -29,6 +29,33 @@ from predictor.ports import OutRecord
 logger = logging.getLogger(__name__)
 
 _NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: no committed offset
+
+
+def _retrying(call: Callable[[float], Any], what: str, timeout_s: float = 30.0) -> Any:
+    """``call(seconds left)``, again while it fails with a retriable error (a leader not
+    elected yet on a new topic, a broker coming back), until ``timeout_s``: kafka-python
+    retries these inside the client, librdkafka hands them to the caller."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return call(max(0.1, left))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and (
+                err.retriable()
+                or err.code()
+                in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION,
+                    KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError._TRANSPORT,
+                    KafkaError._TIMED_OUT,
+                )
+            )
+            if not retriable or time.monotonic() >= deadline:
+                raise SourceError(f"{what}: {exc}") from exc
+            time.sleep(0.2)
 
 
 def _base(bootstrap: str, client_id: str) -> dict[str, Any]:
@@ -87,31 +114,34 @@ class ConfluentConsumer:
             raise SourceError(f"seek of {tp} to {offset} failed: {exc}") from exc
 
     def committed(self, tp: TP) -> int | None:
-        try:
-            got = self.raw.committed([CTP(tp.topic, tp.partition)], timeout=30.0)
-        except KafkaException as exc:
-            raise SourceError(f"committed offset of {tp} unknown: {exc}") from exc
+        got = _retrying(
+            lambda left: self.raw.committed([CTP(tp.topic, tp.partition)], timeout=left),
+            f"committed offset of {tp} unknown",
+        )
         off = got[0].offset if got else _NO_OFFSET
         return None if off < 0 else int(off)
 
     def beginning_offset(self, tp: TP) -> int:
-        try:
-            low, _ = self.raw.get_watermark_offsets(CTP(tp.topic, tp.partition), timeout=30.0)
-        except KafkaException as exc:
-            raise SourceError(f"beginning offset of {tp} unknown: {exc}") from exc
+        low, _ = _retrying(
+            lambda left: self.raw.get_watermark_offsets(
+                CTP(tp.topic, tp.partition), timeout=left, cached=False
+            ),
+            f"beginning offset of {tp} unknown",
+        )
         return int(low)
 
     def end_offsets(self, tps: Sequence[TP], timeout_s: float = 5.0) -> dict[TP, int]:
         out = {}
         deadline = time.monotonic() + timeout_s
         for tp in tps:
-            left = max(0.1, deadline - time.monotonic())
-            try:
-                _, high = self.raw.get_watermark_offsets(
-                    CTP(tp.topic, tp.partition), timeout=left, cached=False
-                )
-            except KafkaException as exc:
-                raise SourceError(f"log-end offset of {tp} unknown: {exc}") from exc
+            ctp = CTP(tp.topic, tp.partition)
+
+            def ask(left: float, ctp: Any = ctp) -> Any:
+                return self.raw.get_watermark_offsets(ctp, timeout=left, cached=False)
+
+            _, high = _retrying(
+                ask, f"log-end offset of {tp} unknown", max(0.1, deadline - time.monotonic())
+            )
             out[TP(tp.topic, tp.partition)] = int(high)
         return out
 

@@ -185,6 +185,8 @@ class KafkaStreamWorker:
         #: wall time the broker last answered a log-end query, and the processed offsets then
         self._ends_ok_at = time.monotonic()
         self._processed_mark: dict[int, int | None] = {}
+        #: a new risk model waiting for the next iteration (set_model, any thread)
+        self._next_model: tuple[Any] | None = None
         make_engine(None)  # fail before joining the group if the model does not fit
 
     # -- lifecycle --------------------------------------------------------------------
@@ -284,9 +286,18 @@ class KafkaStreamWorker:
             close()
 
     # -- the loop ---------------------------------------------------------------------
+    def set_model(self, model: Any) -> None:
+        """Swap every partition's risk model before the next poll (from any thread): a
+        batch is scored by one model, and no record is dropped or read twice for it."""
+        self._next_model = (model,)
+
     def run_once(self) -> int:
         """One iteration; returns how many input records it polled."""
         cfg = self.config
+        if self._next_model is not None:
+            (model,), self._next_model = self._next_model, None
+            for running in self.tasks.values():
+                running.engine.set_model(model)
         if self.consumer is None:  # a reconnect failed: try again after a while
             if time.monotonic() - self._progress_at >= min(cfg.stall_reconnect_s, 5.0):
                 self.reconnect("reconnect failed before")

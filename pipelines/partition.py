@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.checkpoint import Checkpoint
-from pipelines.driver import Driver, Topics, dead_letter
+from pipelines.driver import Driver, RecordColumns, Topics, dead_letter
 from predictor.engine import Engine, EngineConfig
 from predictor.events import MarketState, Position, Reject, TelemetryBatch, decode_telemetry
 from predictor.ports import OutRecord, RawRecord
@@ -70,7 +70,7 @@ class MarketLog:
 
 @dataclass(slots=True)
 class _Chunk:
-    records: list[RawRecord]
+    records: RecordColumns
     batch: TelemetryBatch
 
 
@@ -126,19 +126,27 @@ class PartitionTask:
 
     # -- input ------------------------------------------------------------------------
     def add_telemetry(self, records: Sequence[RawRecord]) -> bool:
-        """Queue records for processing; False (and nothing queued) on an offset gap."""
-        if self.telemetry_next is not None:
-            records = [r for r in records if r.offset >= self.telemetry_next]
-            if records and records[0].offset != self.telemetry_next:
-                return False
-        if not records:
+        """Queue records for processing; False (and nothing queued) on an offset gap.
+
+        ``records`` are of this partition in offset order; a
+        :class:`~pipelines.driver.RecordColumns` (what the Kafka worker hands over) is
+        kept as it is: no object per record.
+        """
+        cols = RecordColumns.of(records)
+        nxt = self.telemetry_next
+        if nxt is not None and cols.offsets and cols.offsets[0] < nxt:
+            keep = [i for i, o in enumerate(cols.offsets) if o >= nxt]
+            cols = cols[keep[0] :] if keep else cols[:0]
+        if nxt is not None and cols.offsets and cols.offsets[0] != nxt:
+            return False
+        if not cols.offsets:
             return True
         batch = decode_telemetry(
-            [r.value for r in records], self.engine.config.metric_names, self.max_message_bytes
+            cols.values, self.engine.config.metric_names, self.max_message_bytes
         )
-        self.pending.append(_Chunk(list(records), batch))
-        self.pending_records += len(records)
-        self.telemetry_next = records[-1].offset + 1
+        self.pending.append(_Chunk(cols, batch))
+        self.pending_records += len(cols)
+        self.telemetry_next = cols.offsets[-1] + 1
         return True
 
     def pending_max_ts(self) -> float:
@@ -203,7 +211,7 @@ class PartitionTask:
             self._count("telemetry_in", k)
             self._count("telemetry_dlq", step.rejected)
             self._count("recommendations", len(step.recommendations))
-            self.telemetry_offset = head.records[-1].offset + 1
+            self.telemetry_offset = head.records.offsets[-1] + 1
             self.dirty = True
             self.pending_records -= k
             if whole:
