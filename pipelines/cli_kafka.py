@@ -126,9 +126,11 @@ def stream(
     import signal
 
     from pipelines.audit import AuditLog, AuditStore, audit_url
+    from pipelines.champion import follow_champion
+    from pipelines.cli_models import champion_source
     from pipelines.kafka_io import ensure_topics
     from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-    from pipelines.models import BASELINE_DIR
+    from pipelines.models import BASELINE_DIR, load_model
     from pipelines.partition import engine_factory
     from pipelines.settings import alert_notifier, engine_config, get_settings
     from predictor.risk import RiskModel
@@ -137,6 +139,7 @@ def stream(
     k = settings.kafka
     topics = prefixed_topics(k, topic_prefix)
     audit: AuditLog | None = None
+    watcher = None
     try:
         if create_topics:
             ensure_topics(
@@ -151,8 +154,13 @@ def stream(
                 },
                 partitions=partitions,
             )
-        model = None if no_model else RiskModel.load(model_dir or BASELINE_DIR)
+        follow = None if no_model else champion_source(settings)
+        if follow is not None:
+            model: RiskModel | None = follow[1]
+        else:
+            model = None if no_model else load_model(model_dir or BASELINE_DIR)
         config = engine_config(settings, detector=detector, topology=topology)
+        current = [model]  # partitions assigned after a swap start on the new champion
         worker = KafkaStreamWorker(
             StreamConfig(
                 bootstrap=bootstrap,
@@ -167,12 +175,21 @@ def stream(
                 feed_lost_after_s=settings.feed_lost_after_s,
                 failover_on_feed_loss=settings.failover_on_feed_loss,
             ),
-            engine_factory(config, model),
+            lambda snapshot: engine_factory(config, current[0])(snapshot),
             notifier=alert_notifier(settings.alerts),
             audit=(audit := AuditLog(AuditStore(audit_url(state_dir, settings.audit_url)))),
         )
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
+        if follow is not None:  # a new @champion is swapped in between two polls
+
+            def swap(new: RiskModel) -> None:
+                current[0] = new
+                worker.set_model(new)
+
+            watcher = follow_champion(
+                follow[0], swap, follow[1], follow[2], audit, worker.name, settings.mlflow.poll_s
+            )
         if ops_port is not None:  # pipelines/ops.py: the worker's own small HTTP app
             from pipelines.ops import start_ops
 
@@ -183,6 +200,8 @@ def stream(
     except PrecoveryError as exc:
         raise fail(exc) from exc
     finally:
+        if watcher is not None:
+            watcher.stop()
         if audit is not None:
             audit.close()  # everything queued is written before the process ends
     console.print(f"stream worker stopped: {worker.counters}")

@@ -102,8 +102,8 @@ class MlflowSettings(BaseModel):
         description="MLflow tracking URI; None: $MLFLOW_TRACKING_URI, else SQLite "
         "./mlruns.db (artifacts in ./mlartifacts)",
     )
-    artifacts_dir: Path = Field(
-        Path("mlartifacts"), description="Artifact store of the local SQLite default"
+    artifacts_dir: Path | None = Field(
+        None, description="Artifacts of a SQLite store; None: mlartifacts/ next to the file"
     )
     experiment: str = Field("precovery", description="Experiment that training runs go to")
     model_name: str = Field("failure-risk", description="Registered model name")

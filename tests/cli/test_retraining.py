@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.evaluation import KEYS
+from tests.factories import SimStream
+from tests.unit.test_engine import split
 
 runner = CliRunner()
 
@@ -193,3 +195,45 @@ def test_a_weak_model_is_neither_registered_nor_saved(
     assert found and 1 <= int(found.group(1)) < 5, flat
     assert not (tmp_path / "m").exists()
     assert len(MlflowClient(mlflow_env).search_model_versions("name='failure-risk'")) == before
+
+
+def test_the_live_state_swaps_to_a_new_champion_between_batches(
+    mlflow_env: str, failure_stream: SimStream, tmp_path: Path
+) -> None:
+    from pipelines.audit import AuditLog, AuditStore, sqlite_url
+    from pipelines.champion import follow_champion, load_champion
+    from pipelines.live import LiveState
+    from pipelines.settings import MlflowSettings
+    from pipelines.tracking import Tracker
+    from predictor.engine import Engine, EngineConfig
+    from tests.factories import decode
+
+    tracker = Tracker(MlflowSettings())
+    model, version = load_champion(tracker)  # v2, forced above
+    assert version == "2" and model.version.startswith("failure-risk/2:sha-")
+    live = LiveState(Engine(EngineConfig(), model=model, critical=failure_stream.critical))
+    audit = AuditLog(AuditStore(sqlite_url(tmp_path / "audit.sqlite")))
+    watcher = follow_champion(tracker, live.set_model, model, version, audit, "test", 3600.0)
+    try:
+        batch = decode(failure_stream.events, live.engine.config.metric_names)
+        half = len(batch) // 2
+        first, second = split(batch, half)[:2]
+        with live.lock:
+            live.engine.process(first)
+        assert watcher.check() is False  # nothing new yet
+        tracker.set_champion("1", {"reason": "test"})
+        assert watcher.check() is True and watcher.current == "1"
+        assert live.engine.model is not None
+        assert live.engine.model.version.startswith("failure-risk/1:sha-")
+        with live.lock:
+            res = live.engine.process(second)
+        # every event counted once: the swap neither dropped nor replayed any
+        assert live.engine.counters["events"] == len(first) + len(second)
+        assert all(r["model_version"].startswith("failure-risk/1:") for r in res.recommendations)
+        audit.flush()
+        changes = [r for r in audit.store.query() if r["kind"] == "model_change"]
+        assert changes[-1]["payload"]["to"].startswith("failure-risk/1:")
+        assert changes[-1]["payload"]["from"].startswith("failure-risk/2:")
+    finally:
+        watcher.stop()
+        audit.close()
