@@ -17,10 +17,10 @@ Every record is one row of an append-only table (``audit_log``) with
 
 Where: any SQLAlchemy URL (``PRECOVERY_AUDIT_URL``, e.g.
 ``postgresql+psycopg://precovery@db/precovery``); by default a SQLite file in the state
-dir, ``<state_dir>/audit.sqlite`` (WAL, ``synchronous=FULL``). On SQLite, triggers
-refuse any ``UPDATE`` or ``DELETE`` of the table (append-only is enforced by the
-database, not only by this module, which has no verb for either); elsewhere grant the
-service ``INSERT`` and ``SELECT`` only (docs/audit.md).
+dir, ``<state_dir>/audit.sqlite`` (WAL, ``synchronous=FULL``). On SQLite and
+PostgreSQL, triggers refuse any ``UPDATE`` or ``DELETE`` of the table (append-only is
+enforced by the database, not only by this module, which has no verb for either);
+elsewhere grant the service ``INSERT`` and ``SELECT`` only (docs/audit.md).
 
 Writes never block the stream loop: :class:`AuditLog` queues records (a cheap
 ``queue.put``; JSON is encoded on the writer thread) and one writer thread inserts them in
@@ -90,6 +90,17 @@ _SQLITE_APPEND_ONLY = (
     "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
     "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
 )
+
+#: PostgreSQL (14 or later): the same refusal, by a trigger function.
+_POSTGRES_APPEND_ONLY = (
+    "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$",
+    "CREATE OR REPLACE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+)
+_APPEND_ONLY = {"sqlite": _SQLITE_APPEND_ONLY, "postgresql": _POSTGRES_APPEND_ONLY}
 
 
 def sqlite_url(path: Path) -> str:
@@ -168,10 +179,9 @@ class AuditStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             _META.create_all(self.engine)
-            if self.engine.dialect.name == "sqlite":
-                with self.engine.begin() as conn:
-                    for ddl in _SQLITE_APPEND_ONLY:
-                        conn.exec_driver_sql(ddl)
+            with self.engine.begin() as conn:
+                for ddl in _APPEND_ONLY.get(self.engine.dialect.name, ()):
+                    conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as exc:
             raise EdgeError(f"audit store {_safe(url)}: {exc}") from exc
 
