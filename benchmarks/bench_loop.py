@@ -12,7 +12,10 @@ its per-event cost does not depend on how many entities there are, which the out
 checks by timing two subset sizes.
 
 Prints medians over ``--repeats`` runs and the ratio; memory per tracked entity is
-measured with tracemalloc (Python heap, numpy included).
+measured with tracemalloc (Python heap, numpy included). Two stages are also timed alone
+in the same run, so the ratio can be read: JSON decoding (the loop's ceiling: no
+detector makes the loop faster than its decoder) and the detector on decoded rows
+(``--detector``, and for comparison ``--also``, default ``ewmaz``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.models import BASELINE_DIR  # noqa: E402
+from predictor.detectors import make_detector  # noqa: E402
 from predictor.engine import Engine, EngineConfig  # noqa: E402
 from predictor.events import decode_telemetry  # noqa: E402
 from predictor.risk import RiskModel  # noqa: E402
@@ -52,13 +56,37 @@ def make_events(entities: int, steps: int, seed: int) -> tuple[list[bytes], list
     return [orjson.dumps(e) for e in events], events
 
 
-def run_ours(raw: list[bytes], model: RiskModel | None) -> tuple[float, Engine]:
-    engine = Engine(EngineConfig(), model=model)
+def run_ours(
+    raw: list[bytes], model: RiskModel | None, detector: str = "surprise"
+) -> tuple[float, Engine]:
+    engine = Engine(EngineConfig(detector=detector), model=model)
     names = engine.config.metric_names
     t0 = time.perf_counter()
     for i in range(0, len(raw), BATCH):
         engine.process(decode_telemetry(raw[i : i + BATCH], names))
     return len(raw) / (time.perf_counter() - t0), engine
+
+
+def run_decode(raw: list[bytes], names: tuple[str, ...]) -> float:
+    """JSON decoding and validation alone, the loop's first stage: its ceiling."""
+    t0 = time.perf_counter()
+    for i in range(0, len(raw), BATCH):
+        decode_telemetry(raw[i : i + BATCH], names)
+    return len(raw) / (time.perf_counter() - t0)
+
+
+def run_detector(events: list[dict[str, Any]], names: tuple[str, ...], detector: str) -> float:
+    """The detector stage alone, on decoded rows, in the loop's micro-batches."""
+    slots: dict[tuple[str, str, str], int] = {}
+    keys = np.array(
+        [slots.setdefault((e["system"], e["component"], e["host"]), len(slots)) for e in events]
+    )
+    x = np.array([[e["metrics"].get(m, np.nan) for m in names] for e in events])
+    det = make_detector(detector, len(names), comparison=True)
+    t0 = time.perf_counter()
+    for i in range(0, len(keys), BATCH):
+        det.score_learn_many(keys[i : i + BATCH], x[i : i + BATCH])
+    return len(keys) / (time.perf_counter() - t0)
 
 
 def river_model() -> Any:
@@ -111,6 +139,10 @@ def main() -> None:
     ap.add_argument("--river-entities", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--detector", default="surprise", help="the loop's detector")
+    ap.add_argument(
+        "--also", default="ewmaz", help="comma-separated detectors timed alone for comparison"
+    )
     args = ap.parse_args()
 
     model = RiskModel.load(BASELINE_DIR) if (BASELINE_DIR / "model.lgb").exists() else None
@@ -124,7 +156,7 @@ def main() -> None:
 
     ours = []
     for r in range(args.repeats):
-        eps, engine = run_ours(raw, model)
+        eps, engine = run_ours(raw, model, args.detector)
         ours.append(eps)
         print(
             f"  ours   run {r + 1}: {eps:>10,.0f} events/s "
@@ -152,7 +184,18 @@ def main() -> None:
         "(per-event cost independent of host count)"
     )
 
-    ours_mem = heap_per_entity(lambda: run_ours(raw[: n_hosts * 2], model)[1], n_hosts)
+    names_t = tuple(EngineConfig().metric_names)
+    decode_eps = statistics.median(run_decode(raw, names_t) for _ in range(args.repeats))
+    stage = {}
+    for name in [args.detector, *[d for d in args.also.split(",") if d]]:
+        stage[name] = statistics.median(
+            run_detector(events, names_t, name) for _ in range(args.repeats)
+        )
+    ours_mem = heap_per_entity(
+        lambda: run_ours(raw[: n_hosts * 2], model, args.detector)[1], n_hosts
+    )
+    det_bytes = make_detector(args.detector, len(names_t))
+    det_bytes.score_learn_many(np.zeros(30, dtype=np.int64), np.ones((30, len(names_t))))
 
     def river_state() -> Any:
         models: dict[int, Any] = {}
@@ -165,8 +208,22 @@ def main() -> None:
     med_ours, med_river = statistics.median(ours), statistics.median(river)
     print()
     print(f"full loop (ours), median of {args.repeats}: {med_ours:>12,.0f} events/s")
+    print(f"  with the detector:                       {args.detector:>12}")
     print(f"river HalfSpaceTrees per-event, median:    {med_river:>12,.0f} events/s")
     print(f"ratio ours / river:                        {med_ours / med_river:>12.1f} ×")
+    print(
+        f"  decode alone (JSON → arrays):            {decode_eps:>12,.0f} events/s "
+        f"({decode_eps / med_river:.1f} × river: the loop's ceiling)"
+    )
+    for name, eps in stage.items():
+        print(
+            f"  detector {name!r} alone:{'':<{max(0, 19 - len(name))}}{eps:>12,.0f} events/s "
+            f"({eps / med_river:.1f} × river)"
+        )
+    print(
+        f"detector state per entity ({args.detector}):   "
+        f"{det_bytes.nbytes_per_entity():>12,.0f} B (arrays, 15 metrics)"
+    )
     print(f"memory per tracked entity, ours:           {ours_mem / 1024:>12.1f} KiB")
     print(f"memory per tracked entity, river HST:      {river_mem / 1024:>12.1f} KiB")
     print(f"memory ratio river / ours:                 {river_mem / ours_mem:>12.0f} ×")

@@ -107,7 +107,7 @@ def stream_scores(name: str, history: np.ndarray, test: np.ndarray, seed: int = 
     numpy.ndarray
         One score per test row, computed prequentially (past rows only).
     """
-    det = make_detector(name, n_features=test.shape[1], seed=seed)
+    det = make_detector(name, n_features=test.shape[1], seed=seed, comparison=True)
     det.score_learn_many(np.zeros(len(history), dtype=np.int64), history)
     return det.score_learn_many(np.zeros(len(test), dtype=np.int64), test)
 

@@ -598,7 +598,7 @@ def evaluate_detectors(
     methods: Annotated[
         str,
         typer.Option(envvar="PRECOVERY_METHODS", help="Comma-separated detectors and baselines"),
-    ] = "surprise,river_hst,iforest,pca",
+    ] = "surprise,surprise_hst,river_hst,iforest,pca",
     verbose: Verbose = False,
 ) -> None:
     """Detectors vs baselines on labelled telemetry: PR-AUC, VUS-PR, recall at 1 FA/day."""

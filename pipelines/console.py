@@ -101,7 +101,7 @@ Detector = Annotated[
     str,
     typer.Option(
         envvar="PRECOVERY_DETECTOR",
-        help="surprise (calibrated, default), ewmaz (Gaussian z) or hst (river, ~1 MiB per "
-        "host); the model must have been trained on the same detector",
+        help="surprise (calibrated, default) or surprise_hst (with river's HalfSpaceTrees, "
+        "~1 MiB per host: small fleets); the model must have been trained on the same detector",
     ),
 ]

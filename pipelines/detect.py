@@ -62,7 +62,7 @@ class DetectPlan:
     layout: Layout
     history: Path | None = None
     model: RiskModel | None = None
-    detector: str = "ewmaz"
+    detector: str = "surprise"
 
 
 def model_metrics(model: RiskModel) -> tuple[str, ...]:
@@ -75,7 +75,7 @@ def plan_detect(
     out: Path,
     history: Path | None = None,
     model: RiskModel | None = None,
-    detector: str = "ewmaz",
+    detector: str = "surprise",
     metrics: tuple[str, ...] | None = None,
     fmt: str | None = None,
 ) -> DetectPlan:
@@ -173,7 +173,7 @@ def detect_file(
     out: Path,
     history: Path | None = None,
     model: RiskModel | None = None,
-    detector: str = "ewmaz",
+    detector: str = "surprise",
     metrics: tuple[str, ...] | None = None,
     chunk_rows: int = 50_000,
     progress: Progress | None = None,

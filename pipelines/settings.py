@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         False, description="Let the heartbeat rule fire fleet-wide when all input stops"
     )
     detector: str = Field(
-        "surprise", description="Anomaly detector: surprise (default), ewmaz or hst (river)"
+        "surprise", description="Anomaly detector: surprise (default) or surprise_hst (river)"
     )
     audit_url: str | None = Field(
         None,

@@ -34,8 +34,9 @@ class EngineConfig:
     metric_names
         Metrics tracked per entity (the model declares the ones it was trained on).
     detector
-        Online detector: ``surprise`` (vectorised, calibrated bits; default), ``ewmaz``
-        or ``hst`` (river); the model records the one it was trained with.
+        Online detector: ``surprise`` (vectorised, calibrated bits; default) or
+        ``surprise_hst`` (with river's HalfSpaceTrees); the model records the one it was
+        trained with.
     heartbeat_interval_s, heartbeat_misses
         Expected telemetry interval and how many missed ones mean failure now.
     risk_cadence_s

@@ -185,6 +185,7 @@ class TailTables:
             "beta": beta[0],
         }
         self._stat = np.arange(s)
+        self._edge0 = self._stat * (b + 1)  # each statistic's first edge in an entity's table
         self.hist = np.zeros((0, s, b), dtype=np.float32)
         self.weight = np.zeros((0, s), dtype=np.float32)
         self.surv = np.zeros((0, s, b + 1), dtype=np.float32)
@@ -235,16 +236,20 @@ class TailTables:
         frac = pos - b
         # One flat gather per edge: cheaper than three broadcast index arrays.
         flat = self.surv.reshape(-1)
-        at = (e[:, None] * cal.n_stats + self._stat) * (cal.n_bins + 1) + b
+        at = (e[:, None] * (cal.n_stats * (cal.n_bins + 1)) + self._edge0) + b
         s0 = flat.take(at)
         s1 = flat.take(at + 1)
         p_emp = np.maximum(s0 - frac * (s0 - s1), 0.0)
         out = -np.log2(np.clip(p_emp, 1e-300, 1.0))
-        q = self.q[e]
-        tail = t > q
-        if tail.any():
-            bits_tail = np.log2(10.0) + (t - q) / self.beta[e] * np.log2(np.e)
-            out = np.where(tail, np.minimum(bits_tail, out), out)
+        cell = e[:, None] * cal.n_stats + self._stat
+        q = self.q.reshape(-1).take(cell)
+        rows, cols = np.nonzero(t > q)  # the fitted tail only where it is needed (~10 %)
+        if len(rows):
+            at_tail = cell[rows, cols]
+            beta = self.beta.reshape(-1).take(at_tail)
+            excess = t[rows, cols] - q[rows, cols]
+            bits_tail = np.log2(10.0) + excess / beta * np.log2(np.e)
+            out[rows, cols] = np.minimum(bits_tail, out[rows, cols])
         return np.asarray(out)
 
     def learn(self, e: np.ndarray, t: np.ndarray, counted: np.ndarray) -> None:

@@ -89,6 +89,14 @@ class RiverHST:
         )
 
     def score_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return score_from_bits(self.bits_learn_many(keys, x))
+
+    def tree_bits_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The trees' calibrated surprise alone (bits), without the ``|z|`` tail term."""
+        return self.bits_learn_many(keys, x, tail=False)
+
+    def bits_learn_many(self, keys: np.ndarray, x: np.ndarray, tail: bool = True) -> np.ndarray:
+        """Surprise in bits: the trees' and (``tail``) the largest ``|z|``'s, combined."""
         x = np.asarray(x, dtype=np.float64).reshape(len(keys), self.n_features)
         out = np.zeros(len(keys))
         models, counts, hists = self.models_, self.counts_, self.hists_
@@ -109,11 +117,14 @@ class RiverHST:
                 h = hists[k][None]
                 tree_bits = float(self._cal.bits(h, t)[0, 0])
                 hists[k] = self._cal.learn(h, t, np.ones((1, 1), dtype=bool))[0]
-                zmax = max((abs(v) for v in z.values()), default=0.0)
-                n = max(len(z), 1)
-                tail_bits = max(0.0, -(math.log(2.0) + float(log_ndtr(-zmax)) + math.log(n)))
-                tail_bits /= math.log(2.0)
-                out[i] = float(score_from_bits(fisher_bits(np.array([[tree_bits, tail_bits]])))[0])
+                if tail:
+                    zmax = max((abs(v) for v in z.values()), default=0.0)
+                    n = max(len(z), 1)
+                    tail_bits = -(math.log(2.0) + float(log_ndtr(-zmax)) + math.log(n))
+                    tail_bits = max(0.0, tail_bits) / math.log(2.0)
+                    out[i] = float(fisher_bits(np.array([[tree_bits, tail_bits]]))[0])
+                else:
+                    out[i] = tree_bits
             scaler.learn_one(xd)
             trees.learn_one(u)
             counts[k] += 1

@@ -29,8 +29,16 @@ the same on every entity; :func:`~predictor.detectors.calibration.bits_for_rate`
 a false-alarm budget per entity-day into bits for a given row rate.
 
 State per entity: ``F`` metrics cost ``3 F`` float64 (level, variance, slow variance),
-two ``F × F`` float32 (covariance, residual projector), ``F × 32`` float32 per-metric
-and ``3 × 64`` float32 row histogram bins, and two scalars: 4.8 KiB at 15 metrics.
+two ``F × F`` float32 (covariance, residual projector), the calibration (per metric 32
+histogram bins, a 33-edge survival table and three scalars; per row statistic 64 bins,
+65 edges and three scalars; float32), 16 buffered rows of ``F`` float16 normal scores
+awaiting the covariance, and three scalars: 8,318 B (8.1 KiB) at 15 metrics, whatever
+the number of rows seen.
+
+Speed: scoring reads cached calibration tables (rebuilt every ``calib_every`` rows of
+the entity) and learning is one scattered add (the decay is lazy); the covariance
+learns 16 rows at a time in one batched product. Both are pinned to the row-by-row
+definitions in ``tests/unit/test_surprise_state.py``.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

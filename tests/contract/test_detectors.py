@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from predictor.detectors import DETECTORS, make_detector
+from predictor.detectors import COMPARISON, DETECTORS, SHIPPED, make_detector
 from predictor.detectors.base import Detector
 
 N_FEATURES = 3
@@ -27,7 +27,7 @@ def new(request: pytest.FixtureRequest) -> Factory:
     name = request.param
 
     def factory() -> Detector:
-        return make_detector(name, N_FEATURES, seed=1)
+        return make_detector(name, N_FEATURES, seed=1, comparison=True)
 
     return factory
 
@@ -63,7 +63,13 @@ def stream(
 
 def test_make_detector_knows_every_name() -> None:
     for name, cls in DETECTORS.items():
-        assert isinstance(make_detector(name, 2), cls)
+        assert isinstance(make_detector(name, 2, comparison=True), cls)
+    assert set(SHIPPED) | set(COMPARISON) == set(DETECTORS)
+    for name in SHIPPED:
+        assert isinstance(make_detector(name, 2), DETECTORS[name])
+    for name in COMPARISON:  # not run live: they do not lead the baselines
+        with pytest.raises(ValueError, match="comparison only"):
+            make_detector(name, 2)
     with pytest.raises(ValueError, match="unknown detector"):
         make_detector("nope", 2)
 
