@@ -80,6 +80,14 @@ def train(
             "declares them)",
         ),
     ] = None,
+    stride: Annotated[
+        int,
+        typer.Option(
+            envvar="PRECOVERY_STRIDE",
+            help="Keep every n-th telemetry row as a training row (3: one per 30 s at a 10 s "
+            "interval; 1 for sparse data such as 5-minute samples)",
+        ),
+    ] = 3,
     feedback: Annotated[
         Path | None,
         typer.Option(
@@ -117,6 +125,7 @@ def train(
         inputs.csv_file(incidents, "--incidents")
         horizon_s = duration_s(horizon, "--horizon")
         min_lead_s = duration_s(min_lead, "--min-lead")
+        inputs.at_least(stride, 1, "--stride")
         if feedback is not None:
             inputs.csv_file(feedback, "--feedback")
         if out is not None:
@@ -135,7 +144,7 @@ def train(
         train_full,
     )
 
-    cfg = TrainConfig(horizon_s=horizon_s, min_warning_s=min_lead_s)
+    cfg = TrainConfig(horizon_s=horizon_s, min_warning_s=min_lead_s, stride=stride)
     try:
         check_train_inputs(telemetry, incidents, chosen)
         found = read_incidents(incidents)
