@@ -76,9 +76,11 @@ def soft_clip(z: np.ndarray, c: float) -> np.ndarray:
     One metric a billion sd out (a stuck metric that moved) weighs like a few dozen sd,
     yet a 20-sd excursion still outranks a 9-sd one.
     """
-    a = np.abs(z)
-    big = a > c
-    return np.asarray(np.where(big, np.sign(z) * (c + np.log(np.where(big, a, c) / c)), z))
+    out = np.array(z, dtype=np.float64)
+    big = np.nonzero(np.abs(out) > c)  # few cells: the log only there
+    zb = out[big]
+    out[big] = np.sign(zb) * (c + np.log(np.abs(zb) / c))
+    return out
 
 
 def fisher_bits(bits: np.ndarray) -> np.ndarray:
