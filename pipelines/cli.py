@@ -23,7 +23,7 @@ from pipelines.cli_audit import audit_app
 from pipelines.cli_delivery import deliver, orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
-from pipelines.cli_models import promote, train
+from pipelines.cli_models import feedback_export, promote, train
 from pipelines.cli_serve import serve
 from pipelines.console import (
     Detector,
@@ -648,3 +648,4 @@ app.command()(orchestrator)
 app.command()(deliver)
 app.command()(train)
 app.command()(promote)
+app.command("feedback-export")(feedback_export)

@@ -389,3 +389,44 @@ def champion_source(settings: Any) -> tuple[Any, Any, str] | None:
     model, version = load_champion(tracker)
     console.print(f"serving {tracker.name} @champion: version {version} ({model.version})")
     return tracker, model, version
+
+
+def feedback_export(
+    out: Annotated[
+        Path,
+        typer.Option(envvar="PRECOVERY_OUT", help="Labels CSV to write (for train --feedback)"),
+    ],
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="PRECOVERY_API__FEEDBACK_DB",
+            help="Feedback store (SQLite); default: <state_dir>/feedback.sqlite",
+        ),
+    ] = None,
+    mkdir: Mkdir = False,
+) -> None:
+    """Export SREs' verdicts (false_alarm, confirmed, missed) as training labels.
+
+    The latest verdict per recommendation; `precovery train --feedback FILE` folds them
+    into the next training run (docs/retraining.md says how they weigh).
+    """
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    path = db or settings.api.feedback_db or settings.state_dir / "feedback.sqlite"
+    try:
+        if not path.is_file():
+            raise ValidationError("not_found", f"--db {path} does not exist: no feedback yet")
+        inputs.output_path(out, "--out", mkdir)
+    except PrecoveryError as exc:
+        raise fail(exc) from exc
+    from pipelines.feedback import FeedbackStore
+
+    store = FeedbackStore(path)
+    try:
+        n = store.export_labels(out)
+    except OSError as exc:
+        raise fail(exc) from exc
+    finally:
+        store.close()
+    console.print(f"{n} verdicts from {path} written to {out}")

@@ -505,6 +505,7 @@ def create_app(
             body.verdict,
             body.note,
             key.id if key is not None else None,
+            ts=body.ts,
         )
 
     @app.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 Action = Literal["none", "watch", "prepare_standby", "failover_at_window", "failover_now"]
 
@@ -208,7 +208,7 @@ class HistoryPoint(BaseModel):
     action: Action = Field(description="Most urgent action of its components then")
 
 
-Verdict = Literal["acknowledged", "false_alarm", "confirmed"]
+Verdict = Literal["acknowledged", "false_alarm", "confirmed", "missed"]
 
 
 class FeedbackIn(BaseModel):
@@ -219,9 +219,27 @@ class FeedbackIn(BaseModel):
     component: str | None = Field(None, min_length=1, max_length=128)
     verdict: Verdict = Field(
         description="acknowledged (seen, acting), false_alarm (nothing was wrong), "
-        "confirmed (a real problem)"
+        "confirmed (a real problem), missed (an incident it did not foresee, at ts)"
     )
     note: str = Field("", max_length=1000)
+    ts: str | None = Field(
+        None,
+        max_length=40,
+        description="Event time the verdict is about, RFC 3339 UTC (a missed incident's "
+        "start); default: when it is stored",
+    )
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            from predictor.events import parse_ts
+
+            try:
+                parse_ts(v)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"ts {v!r} is not an RFC 3339 time: {exc}") from exc
+        return v
 
 
 class Feedback(FeedbackIn):
