@@ -74,8 +74,11 @@ class ConfluentConsumer:
     def __init__(self, consumer: Any) -> None:
         self.raw = consumer
         self._closed = False
+        #: start offsets set by re-assignment since the last poll (see :meth:`seek`)
+        self._starts: dict[tuple[str, int], int] = {}
 
     def poll(self, timeout_s: float, max_records: int) -> list[Fetched]:
+        self._starts.clear()
         try:
             msgs = self.raw.consume(num_messages=max_records, timeout=timeout_s)
         except KafkaException as exc:
@@ -108,10 +111,31 @@ class ConfluentConsumer:
         self.raw.resume([CTP(t, p) for t, p in tps])
 
     def seek(self, tp: TP, offset: int) -> None:
+        """Move ``tp`` to ``offset``.
+
+        librdkafka refuses a seek on a partition that was just assigned and is not being
+        fetched yet (``_STATE``, "Erroneous state"): that one is assigned again with the
+        offset as its start, with every other partition kept at its position (or at the
+        start another seek since the last poll gave it).
+        """
         try:
             self.raw.seek(CTP(tp.topic, tp.partition, offset))
+            return
         except KafkaException as exc:
-            raise SourceError(f"seek of {tp} to {offset} failed: {exc}") from exc
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.code() == KafkaError._STATE):
+                raise SourceError(f"seek of {tp} to {offset} failed: {exc}") from exc
+        self._starts[(tp.topic, tp.partition)] = offset
+        try:
+            current = self.raw.position(self.raw.assignment())
+            self.raw.assign(
+                [
+                    CTP(c.topic, c.partition, self._starts.get((c.topic, c.partition), c.offset))
+                    for c in current
+                ]
+            )
+        except KafkaException as exc:
+            raise SourceError(f"seek of {tp} to {offset} (by assignment) failed: {exc}") from exc
 
     def committed(self, tp: TP) -> int | None:
         got = _retrying(
