@@ -39,9 +39,9 @@ def serve(copies: int, feed_period_s: float) -> None:
 
     from pipelines.live import LiveState
     from pipelines.memory import MemorySink, MemorySource
+    from pipelines.models import load_model
     from pipelines.stream import StreamWorker, Topics
     from predictor.engine import Engine, EngineConfig
-    from predictor.risk import RiskModel
     from predictor.sim import SimConfig, Simulator, telemetry_events
     from serve.app import create_app
     from serve.auth import KeyStore
@@ -50,7 +50,7 @@ def serve(copies: int, feed_period_s: float) -> None:
 
     sim = Simulator(SimConfig(seed=1, copies=copies))
     critical = {(s.name, c.name): c.critical for s in sim.fleet.systems for c in s.components}
-    model = RiskModel.load(ROOT / "models" / "baseline")
+    model = load_model(ROOT / "models" / "baseline")
     engine = Engine(
         EngineConfig(), model=model, critical=critical, system_venue=sim.fleet.system_venue
     )

@@ -27,6 +27,7 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.demo import DemoConfig, DemoRun, run_demo  # noqa: E402
+from pipelines.models import load_model  # noqa: E402
 from predictor.risk import RiskModel  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("models/baseline"))
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
-    model = RiskModel.load(args.model) if args.model.exists() else None
+    model = load_model(args.model) if args.model.exists() else None
     res = measure(args.hours, args.speed, args.warmup_h, model)
     for k, v in res.items():
         print(f"{k:32s} {v}")

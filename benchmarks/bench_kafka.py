@@ -45,7 +45,7 @@ from pipelines.driver import SRC_TS_HEADER
 from pipelines.kafka_io import ensure_topics
 from pipelines.kafka_sim import simulate_to_kafka
 from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.models import BASELINE_DIR, train_on_simulation
+from pipelines.models import BASELINE_DIR, load_model, train_on_simulation
 from pipelines.partition import engine_factory
 from pipelines.stream import Topics
 from predictor.engine import EngineConfig
@@ -339,7 +339,7 @@ def main() -> None:
     logging.getLogger("kafka").setLevel(logging.ERROR)
     logger.setLevel(logging.INFO)
     try:
-        model: RiskModel | None = RiskModel.load(args.model)
+        model: RiskModel | None = load_model(args.model)
         engine_factory(EngineConfig(), model)(None)
     except (ModelError, OSError) as exc:
         logger.warning("model %s unusable (%s): training a small one", args.model, exc)

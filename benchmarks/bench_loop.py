@@ -35,7 +35,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.models import BASELINE_DIR  # noqa: E402
+from pipelines.models import BASELINE_DIR, load_model  # noqa: E402
 from predictor.detectors import make_detector  # noqa: E402
 from predictor.engine import Engine, EngineConfig  # noqa: E402
 from predictor.events import decode_telemetry  # noqa: E402
@@ -145,7 +145,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    model = RiskModel.load(BASELINE_DIR) if (BASELINE_DIR / "model.lgb").exists() else None
+    model = load_model(BASELINE_DIR) if (BASELINE_DIR / "model.lgb").exists() else None
     print(f"generating events for ~{args.entities:,} hosts × {args.steps} intervals …", flush=True)
     raw, events = make_events(args.entities, args.steps, args.seed)
     n_hosts = len({(e["system"], e["component"], e["host"]) for e in events[: args.entities * 2]})

@@ -29,7 +29,7 @@ def main() -> None:
     from selenium.webdriver.common.by import By
 
     from pipelines.feedback import FeedbackStore
-    from predictor.risk import RiskModel
+    from pipelines.models import load_model
     from serve.app import create_app
     from tests.api.support import build_live
     from tests.browser.console import chromium
@@ -48,7 +48,7 @@ def main() -> None:
         failures_per_day=8.0,
         benign_per_day=12.0,
     )
-    live = build_live(stream, RiskModel.load(ROOT / "models" / "baseline"), max_batch=200)
+    live = build_live(stream, load_model(ROOT / "models" / "baseline"), max_batch=200)
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(live, feedback=FeedbackStore(Path(tmp) / "feedback.sqlite"))
         with FedWorker(live, period_s=0.5) as _fed, ServerThread(app) as server:

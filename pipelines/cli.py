@@ -210,10 +210,10 @@ def detect(
     setup_logging(verbose)
     from pipelines.detect import plan_detect, run_detect
     from pipelines.frames import count_rows
-    from predictor.risk import RiskModel
+    from pipelines.models import load_model
 
     try:
-        model = RiskModel.load(model_dir) if model_dir else None
+        model = load_model(model_dir) if model_dir else None
         plan = plan_detect(telemetry, out, history, model, detector, chosen, out_format)
         with progress() as bar:
             task = bar.add_task("scoring", total=count_rows(telemetry))
@@ -279,14 +279,13 @@ def replay(
     except PrecoveryError as exc:
         raise fail(exc) from exc
     setup_logging(verbose)
-    from pipelines.models import BASELINE_DIR
+    from pipelines.models import BASELINE_DIR, load_model
     from pipelines.replay import replay_history
     from pipelines.settings import engine_config, get_settings
-    from predictor.risk import RiskModel
 
     tmp = out.with_name(out.name + ".partial")
     try:
-        model = RiskModel.load(model_dir or BASELINE_DIR)
+        model = load_model(model_dir or BASELINE_DIR)
         config = engine_config(get_settings(), topology=topology)
         with progress("records") as bar, open(tmp, "wb") as fh:
             task = bar.add_task("replaying", total=None)

@@ -92,12 +92,11 @@ def backtest(
     setup_logging(verbose)
     from pipelines.backtest import BacktestConfig, markdown_table, svg_plot, table
     from pipelines.backtest import backtest as run_backtest
-    from pipelines.models import BASELINE_DIR
+    from pipelines.models import BASELINE_DIR, load_model
     from pipelines.settings import engine_config, get_settings
-    from predictor.risk import RiskModel
 
     try:
-        model = RiskModel.load(model_dir or BASELINE_DIR)
+        model = load_model(model_dir or BASELINE_DIR)
         config = engine_config(get_settings(), topology=topology)
         with progress("records") as bar:
             task = bar.add_task("replaying (two engine runs)", total=None)

@@ -6,19 +6,18 @@ sees the future the model did not). Reasons come from LightGBM's own per-feature
 contributions (``pred_contrib``), which are 100-300x dearer than a prediction, so they
 are computed only for rows that lead to an alert or a recommendation.
 
-A model is saved as a directory: ``model.lgb`` (LightGBM's text format) and
-``meta.json`` (feature names, horizon, calibration points, training metrics, version,
-and the detector whose anomaly scores it learnt from: a stream running another detector
-refuses it).
+The core does no file I/O: :meth:`RiskModel.to_state` gives LightGBM's text and the
+metadata (feature names, horizon, calibration points, training metrics, version, and the
+detector whose anomaly scores it learnt from: a stream running another detector refuses
+it), :meth:`RiskModel.from_state` takes them back. :mod:`pipelines.models` keeps a model
+as a directory (``model.lgb`` + ``meta.json``), :mod:`pipelines.tracking` in MLflow.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -248,24 +247,6 @@ class RiskModel:
         model.metrics_ = dict(meta.get("metrics", {}))
         model._version = (booster, _content_hash(booster))
         return model
-
-    def save(self, path: Path) -> Path:
-        """Deprecated shim: :func:`pipelines.models.save_model` (the core does no I/O)."""
-        self._check()
-        path.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(str(path / "model.lgb"))
-        (path / "meta.json").write_text(json.dumps(self.to_state()[1], indent=2))
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> RiskModel:
-        """Deprecated shim: :func:`pipelines.models.load_model` (the core does no I/O)."""
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-            booster = lgb.Booster(model_file=str(path / "model.lgb"))
-        except (OSError, ValueError, lgb.basic.LightGBMError) as exc:
-            raise ModelError(f"cannot load a risk model from {path}: {exc}") from exc
-        return cls.from_state(meta, booster=booster)
 
     @property
     def inputs(self) -> dict[str, Any]:

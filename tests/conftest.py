@@ -69,7 +69,9 @@ def small_model() -> RiskModel:
 @pytest.fixture(scope="session")
 def small_model_dir(small_model: RiskModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``small_model`` saved as a model directory."""
-    return small_model.save(tmp_path_factory.mktemp("model") / "small")
+    from pipelines.models import save_model
+
+    return save_model(small_model, tmp_path_factory.mktemp("model") / "small")
 
 
 @pytest.fixture(scope="session")

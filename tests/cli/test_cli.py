@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.models import load_model
 from predictor.detectors.calibration import score_from_bits
 from predictor.events import SESSIONS, parse_ts
 from predictor.features import DEFAULT_METRICS
@@ -269,7 +270,7 @@ def test_train_writes_model_meta_and_report(tmp_path: Path) -> None:
     assert {p.name for p in model_dir.iterdir()} >= {"model.lgb", "meta.json", "report.json"}
     meta = json.loads((model_dir / "meta.json").read_text())
     report = json.loads((model_dir / "report.json").read_text())
-    model = RiskModel.load(model_dir)
+    model = load_model(model_dir)
     assert meta["version"] == model.version and meta["version"] in text
     assert model.horizon_s == 900.0
     m = report["metrics"]

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.models import BASELINE_DIR
+from pipelines.models import BASELINE_DIR, load_model
 from predictor.engine import Engine, EngineConfig
 from predictor.events import decode_telemetry
-from predictor.risk import RiskModel
 from predictor.sim import SimConfig, Simulator, telemetry_events
 
 
 def test_calm_fleet_reads_healthy() -> None:
-    model = RiskModel.load(BASELINE_DIR)
+    model = load_model(BASELINE_DIR)
     sim = Simulator(SimConfig(seed=31, failures_per_day=0.0, benign_per_day=0.0))
     engine = Engine(EngineConfig(), model=model)
     names = engine.config.metric_names

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from pipelines.models import load_model, save_model
 from predictor.errors import ModelError
 from predictor.risk import RiskModel
 
@@ -59,11 +60,11 @@ def test_calibration_keeps_the_ranking(fitted: RiskModel) -> None:
 
 def test_save_load_round_trip(fitted: RiskModel, tmp_path: Path) -> None:
     x, _ = separable(300, seed=4)
-    path = fitted.save(tmp_path / "m")
+    path = save_model(fitted, tmp_path / "m")
     assert {p.name for p in path.iterdir()} >= {"model.lgb", "meta.json"}
     meta = json.loads((path / "meta.json").read_text())
     assert meta["version"] == fitted.version and meta["feature_names"] == NAMES
-    loaded = RiskModel.load(path)
+    loaded = load_model(path)
     assert loaded.version == fitted.version
     assert loaded.feature_names_ == fitted.feature_names_
     assert loaded.get_params() == fitted.get_params()
@@ -121,7 +122,7 @@ def test_unfitted_and_one_class_and_missing_dir(tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         RiskModel().fit(np.zeros((100, 3)), np.zeros(100))
     with pytest.raises(ModelError):
-        RiskModel.load(tmp_path / "nowhere")
+        load_model(tmp_path / "nowhere")
 
 
 def test_empty_input(fitted: RiskModel) -> None:
@@ -154,7 +155,7 @@ def test_a_model_declares_its_inputs_whatever_the_metric_names(tmp_path: Path) -
     y = (np.arange(len(data.x)) % 7 == 0).astype(np.int8)
     model = RiskModel(n_estimators=5, min_child_samples=5).fit(data.x, y, data.feature_names)
     model.metric_names_, model.training_data_ = data.metric_names, data.source
-    loaded = RiskModel.load(model.save(tmp_path / "m"))
+    loaded = load_model(save_model(model, tmp_path / "m"))
     assert loaded.metric_names_ == ("queue.len", "Temp (C)")
     assert loaded.inputs["training_data"]["sha256"] == data.source["sha256"]
     assert loaded.inputs["feature_names"] == data.feature_names
