@@ -355,9 +355,10 @@ def evaluate(
             raise fail(ValidationError("bad_option", "--telemetry and --incidents go together"))
         setup_logging(verbose)
         from pipelines.cli_models import evaluate_history_cli
+        from pipelines.models import BASELINE_DIR
 
         evaluate_history_cli(
-            model_ref or "models/baseline",
+            model_ref or str(BASELINE_DIR),
             telemetry,
             incidents,
             json_out,
