@@ -71,9 +71,11 @@ def _base(bootstrap: str, client_id: str) -> dict[str, Any]:
 class ConfluentConsumer:
     """:class:`~pipelines.kafka_adapter.Consumer` on a confluent-kafka ``Consumer``."""
 
-    def __init__(self, consumer: Any) -> None:
+    def __init__(self, consumer: Any, from_beginning: bool = False) -> None:
         self.raw = consumer
         self._closed = False
+        #: assigned from the log start: before any record, the position is the log start
+        self.from_beginning = from_beginning
         #: start offsets set by re-assignment since the last poll (see :meth:`seek`)
         self._starts: dict[tuple[str, int], int] = {}
 
@@ -170,11 +172,18 @@ class ConfluentConsumer:
         return out
 
     def position(self, tp: TP) -> int | None:
+        """The next offset to read; before the first record librdkafka knows none (as
+        kafka-python does): for a reader from the log start that is the log start."""
         try:
             got = self.raw.position([CTP(tp.topic, tp.partition)])
         except KafkaException:
             return None
         off = got[0].offset if got else _NO_OFFSET
+        if off < 0 and self.from_beginning:
+            try:
+                return self.beginning_offset(tp)
+            except SourceError:
+                return None
         return None if off < 0 else int(off)
 
     def commit(self, offsets: Mapping[TP, int]) -> None:
@@ -283,7 +292,7 @@ def adapted_assigned_consumer(bootstrap: str, topic: str) -> ConfluentConsumer:
         "fetch.wait.max.ms": 100,
     }
     try:
-        consumer = ConfluentConsumer(Consumer(config))
+        consumer = ConfluentConsumer(Consumer(config), from_beginning=True)
         parts = consumer.partitions_for(topic)
         consumer.raw.assign([CTP(topic, p, OFFSET_BEGINNING) for p in parts])
     except KafkaException as exc:
