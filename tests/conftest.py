@@ -6,7 +6,9 @@ unit, API and CLI tests. Factories for single events live in ``tests/factories.p
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,9 +28,9 @@ if TYPE_CHECKING:
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # No test writes MLflow runs into the checkout (``precovery train`` logs every run): a
 # throwaway store for the session; tests that look at the registry set their own.
-os.environ["MLFLOW_TRACKING_URI"] = (
-    f"sqlite:///{tempfile.mkdtemp(prefix='precovery-mlflow-')}/mlruns.db"
-)
+_MLFLOW_DIR = tempfile.mkdtemp(prefix="precovery-mlflow-")
+atexit.register(shutil.rmtree, _MLFLOW_DIR, ignore_errors=True)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_MLFLOW_DIR}/mlruns.db"
 
 settings.register_profile(
     "precovery",
