@@ -274,7 +274,9 @@ def risk_only_config(config: EngineConfig) -> EngineConfig:
     """The risk-threshold baseline's engine: switching costs nothing and every component
     is critical, so a failover follows as soon as the risk reaches ``act_risk``."""
     free = dataclasses.replace(config.costs, planned_switch_min=0.0, cancel_replace_fraction=0.0)
-    return dataclasses.replace(config, costs=free, topology=Topology())
+    # one threshold: no early failovers on dollars (at zero cost they would always pay)
+    policy = dataclasses.replace(config.policy, early_act_risk=config.policy.act_risk)
+    return dataclasses.replace(config, costs=free, policy=policy, topology=Topology())
 
 
 class _Discard:

@@ -18,6 +18,9 @@ Actions, from least to most urgent:
 - ``failover_at_window``  switching pays, and waiting for the window is cheaper
 - ``failover_now``        switching pays now; or the heartbeat rule fired (failure *now*)
 
+Switching *pays* at ``p ≥ act_risk`` when ``L_stay ≥ min(C_now, C_window)``, and already
+at ``p ≥ early_act_risk`` when ``L_stay ≥ early_act_margin · min(C_now, C_window)``.
+
 Higher risk never yields a less urgent action, all else equal: ``L_stay - C_window``
 grows with ``p`` (its slope is ``(1-f)·L_out + f·C_w ≥ 0``), and once switching pays,
 ``C_window - C_now`` grows with ``p`` whenever the window can win at all.
@@ -55,7 +58,11 @@ class PolicyConfig:
     prepare_risk
         At or above: at least ``prepare_standby`` (warming DR is cheap).
     act_risk
-        At or above, and only then, a failover may be recommended.
+        At or above, a failover is recommended whenever staying costs more than switching.
+    early_act_risk, early_act_margin
+        From ``early_act_risk`` (below ``act_risk``) a failover is recommended only when
+        staying costs at least ``early_act_margin`` times the cheapest switch: a large,
+        volatile book on a component about to fail is moved early, a small one waits.
     stale_positions_s, stale_market_s
         Context older than these bounds, seconds of event time, is *stale*: flagged in
         the recommendation and handled conservatively (see :func:`decide`).
@@ -64,6 +71,10 @@ class PolicyConfig:
     watch_risk: float = 0.2
     prepare_risk: float = 0.4
     act_risk: float = 0.6
+    #: Below act_risk, from this risk a failover may still be recommended when the
+    #: dollars are clear: staying costs at least early_act_margin × the cheapest switch.
+    early_act_risk: float = 0.4
+    early_act_margin: float = 3.0
     #: Positions older than this (seconds of event time) are stale.
     stale_positions_s: float = 300.0
     #: Market state older than this (seconds of event time) is stale.
@@ -126,7 +137,9 @@ def decide(
     action = np.full(len(p), NONE, dtype=np.int8)
     action[p >= policy.watch_risk] = WATCH
     action[p >= policy.prepare_risk] = PREPARE
-    switch = (p >= policy.act_risk) & (l_stay >= best)
+    switch = ((p >= policy.act_risk) & (l_stay >= best)) | (
+        (p >= policy.early_act_risk) & (l_stay >= policy.early_act_margin * best)
+    )
     action[switch & (c_window < c_now)] = AT_WINDOW
     action[switch & (c_window >= c_now)] = NOW
     action[is_stale & (action > PREPARE)] = PREPARE

@@ -151,8 +151,12 @@ def test_thresholds_bound_the_action(p: float, e: Exposure, m: MarketArrays, win
         assert action == NONE
     elif p < pol.prepare_risk:
         assert action == WATCH
-    elif p < pol.act_risk:
+    elif p < pol.early_act_risk:
         assert action == PREPARE
+    elif p < pol.act_risk:  # a failover only when the dollars are clear
+        d = run(p, e, m, window, policy=pol)
+        clear = d.expected_loss_stay_usd[0] >= pol.early_act_margin * d.expected_cost_switch_usd[0]
+        assert action == PREPARE or (action > PREPARE and clear)
     else:
         assert action >= PREPARE
 
@@ -222,7 +226,8 @@ def test_vectorised_rows_are_independent() -> None:
         int(run(float(p), exposure(10e6, 40e6, 100), market_arrays()).action[0]) for p in risks
     ]
     assert together.action.tolist() == alone
-    assert alone == [NONE, WATCH, PREPARE, NOW]
+    # 0.5 is below act_risk, but staying (11,500 USD) costs over 3x the switch (1,318 USD)
+    assert alone == [NONE, WATCH, NOW, NOW]
 
 
 def test_nan_risk_is_treated_as_zero() -> None:
