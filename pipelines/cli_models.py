@@ -136,6 +136,7 @@ def train(
     _passive_openmp()
     from pipelines.frames import count_rows, iter_frames
     from pipelines.train import (
+        StreamSample,
         TrainConfig,
         apply_feedback,
         build_features,
@@ -146,8 +147,11 @@ def train(
 
     cfg = TrainConfig(horizon_s=horizon_s, min_warning_s=min_lead_s, stride=stride)
     try:
-        check_train_inputs(telemetry, incidents, chosen)
+        first_ms, last_ms = check_train_inputs(telemetry, incidents, chosen)
         found = read_incidents(incidents)
+        # Without feedback the calm rows the fit would not see are dropped while streaming
+        # (bounded memory); feedback adds incidents after the pass, so it keeps every row.
+        sample = StreamSample(found, cfg, first_ms, last_ms) if feedback is None else None
         with progress() as bar:
             task = bar.add_task("features", total=count_rows(telemetry))
             data = build_features(
@@ -156,6 +160,7 @@ def train(
                 cfg.stride,
                 lambda n: bar.advance(task, n),
                 source=telemetry,
+                sample=sample,
             )
         if feedback is not None:
             found = apply_feedback(data, found, feedback, cfg)

@@ -142,8 +142,10 @@ def baseline_scores(
     y_fit: np.ndarray,
     x_eval: np.ndarray,
     feature_names: Sequence[str],
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Calibrated probabilities of the two baselines on ``x_eval`` (fitted on ``x_fit``)."""
+    """Calibrated probabilities of the two baselines on ``x_eval`` (fitted on ``x_fit``;
+    ``sample_weight`` weighs the calibration, e.g. back from a sample of the negatives)."""
     names = list(feature_names)
     out: dict[str, np.ndarray] = {}
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -162,7 +164,7 @@ def baseline_scores(
             out[name] = s_eval
             continue
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        iso.fit(s_fit, y_fit)
+        iso.fit(s_fit, y_fit, sample_weight=sample_weight)
         out[name] = np.asarray(iso.predict(s_eval), dtype=np.float64)
     return out
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.train import TrainConfig, build_features, sim_frames, train_model
+from pipelines.train import StreamSample, TrainConfig, build_features, sim_frames, train_model
 from predictor.errors import ModelError
 from predictor.labels import Incident
 from predictor.risk import RiskModel
@@ -49,8 +49,13 @@ def train_on_simulation(
             seed=seed, failures_per_day=failures_per_day, start=datetime(2026, 1, 5, tzinfo=UTC)
         )
     )
-    data = build_features(sim_frames(sim, hours), stride=cfg.stride, progress=progress)
+    # Incidents first: the calm rows the fit would not see are dropped while streaming.
     incidents = [Incident.from_record(r) for r in sim.incidents(hours)]
+    end_ms = sim.start_ms + int(hours * 3_600_000)
+    sample = StreamSample(incidents, cfg, sim.start_ms, end_ms)
+    data = build_features(
+        sim_frames(sim, hours), stride=cfg.stride, progress=progress, sample=sample
+    )
     model, report = train_model(data, incidents, cfg)
     report["data"] = {
         "source": "simulator",

@@ -65,6 +65,13 @@ class TrainConfig:
         Risk at which an alarm is counted in the lead-time metrics.
     n_estimators, learning_rate, num_leaves
         LightGBM parameters.
+    negative_fraction
+        Share of the negative rows of the fitting part of the training window that the
+        fit sees (1.0: all). Positives, the calibration slice and the test window are
+        always kept whole; a kept negative weighs ``1 / negative_fraction`` so the fit
+        sees the base rate it would have seen on every row. See docs/retraining.md.
+    calibration_fraction
+        Share of the training window, at its end (in time), that calibrates the model.
     """
 
     horizon_s: float = 1800.0
@@ -80,6 +87,10 @@ class TrainConfig:
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: Fewer incidents than this in the test window: too few to judge the model (weak).
     min_test_incidents: int = 5
+    #: Calm rows are highly redundant (neighbours 30 s apart, base rate ~1 %): the fit
+    #: keeps every positive and this share of the negatives, weighted back.
+    negative_fraction: float = 0.1
+    calibration_fraction: float = 0.2
 
 
 @dataclass(slots=True)
@@ -99,6 +110,14 @@ class Dataset:
     weights: np.ndarray | None = None
     #: What the feedback changed (counts), for the report; None without feedback.
     weights_note: dict[str, Any] | None = None
+    #: Global telemetry row number of each row (the negative sample is a hash of it, so
+    #: it does not depend on chunking or on where the sample was taken).
+    row_id: np.ndarray | None = None
+    #: ``(first, last)`` time of every strided row, ms, sampled out or not: the windows
+    #: are cut from it, so sampling while streaming does not move them.
+    span_ms: tuple[int, int] | None = None
+    #: Rows dropped while streaming (negatives of the fitting part, not sampled).
+    rows_sampled_out: int = 0
 
 
 #: Columns an incidents CSV must have; the contract's others are optional here.
@@ -143,23 +162,91 @@ def read_incidents(path: Path, show: int = 3) -> list[Incident]:
     return incidents
 
 
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The time windows of a training run, ms: fit ``[t_min, cal_start)``, calibrate
+    ``[cal_start, train_end)``, purge ``[train_end, split)``, test ``[split, t_max]``."""
+
+    t_min: int
+    t_max: int
+    split: int
+    train_end: int
+    cal_start: int
+
+
+def windows(t_min: int, t_max: int, cfg: TrainConfig) -> Windows:
+    """Cut ``[t_min, t_max]``: the latest ``test_fraction`` tests, one horizon before it
+    is purged, the last ``calibration_fraction`` of the rest calibrates, the rest fits."""
+    split = t_min + int((t_max - t_min) * (1 - cfg.test_fraction))
+    train_end = split - int(cfg.horizon_s * 1000)
+    cal_start = t_min + int(max(train_end - t_min, 0) * (1 - cfg.calibration_fraction))
+    return Windows(t_min, t_max, split, train_end, cal_start)
+
+
+def keep_negative(row_id: np.ndarray, fraction: float) -> np.ndarray:
+    """Which rows a ``fraction`` sample of the negatives keeps: a fixed hash of the global
+    row number (Fibonacci hashing, top 24 bits), so the sample is the same whether it is
+    taken while streaming or before the fit, however the history was chunked."""
+    if fraction >= 1.0:
+        return np.ones(len(row_id), dtype=bool)
+    h = (np.asarray(row_id, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    return h < np.uint64(int(fraction * (1 << 24)))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSample:
+    """Drop, while the features stream, the rows the fit would not see: bounded memory.
+
+    Kept: every labelled-positive row, every row from (about) the calibration slice on
+    (the calibration slice and the test window are never sampled), and the negatives
+    :func:`keep_negative` keeps; rows inside an incident are dropped (never trained on).
+    ``first_ms``/``last_ms`` is the history's time range, known before the pass (the
+    simulator's hours; :func:`scan_entities` for a file). The windows are cut again from
+    the rows' own range afterwards; the hour of margin makes the kept rows a superset of
+    what :func:`train_full` samples.
+    """
+
+    incidents: list[Incident]
+    cfg: TrainConfig
+    first_ms: int
+    last_ms: int
+    margin_ms: int = 3_600_000
+
+    def mask(
+        self, keys: list[tuple[str, str, str]], ts: np.ndarray, row_id: np.ndarray
+    ) -> tuple[np.ndarray, int]:
+        """``(keep, sampled_out)``: the rows to keep, and how many calm rows the sample
+        dropped (rows inside incidents are dropped too, but not counted: never trained on)."""
+        y, outside = make_labels(keys, ts, self.incidents, self.cfg.horizon_s)
+        w = windows(self.first_ms, self.last_ms, self.cfg)
+        whole = (y == 1) | (ts >= w.cal_start - self.margin_ms)
+        kept = whole | keep_negative(row_id, self.cfg.negative_fraction)
+        return outside & kept, int((outside & ~kept).sum())
+
+
 def build_features(
     frames: Iterable[pd.DataFrame],
     metric_names: tuple[str, ...] | None = DEFAULT_METRICS,
     stride: int = 3,
     progress: Callable[[int], None] | None = None,
     source: object = None,
+    sample: StreamSample | None = None,
 ) -> Dataset:
     """Run the stream's engine over history frames and keep every ``stride``-th row.
 
     ``metric_names`` None takes every numeric metric column of the data, whatever its
     name (the model then declares them). ``source`` names the file in error messages.
+    ``sample`` drops, chunk by chunk, the calm rows the fit would not see (memory then
+    grows with the positives and the last part of the history, not with its length).
     """
     engine: Engine | None = None
     digest = hashlib.sha256()
     xs: list[np.ndarray] = []
     ts: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
     keys: list[tuple[str, str, str]] = []
+    lo, hi = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    dropped = 0
     offset = 0
     layout = None
     for df in frames:
@@ -176,8 +263,19 @@ def build_features(
         assert res.features is not None and res.ts_ms is not None
         # Stride on the global row number so chunking does not change the sample.
         keep = (res.index % stride) == 0
+        if keep.any():
+            lo = min(lo, int(res.ts_ms[keep].min()))
+            hi = max(hi, int(res.ts_ms[keep].max()))
+        if sample is not None:
+            sel = np.flatnonzero(keep)
+            good, n_out = sample.mask(
+                [res.keys[i] for i in sel.tolist()], res.ts_ms[sel], res.index[sel]
+            )
+            keep[sel[~good]] = False
+            dropped += n_out
         xs.append(res.features[keep])
         ts.append(res.ts_ms[keep])
+        ids.append(np.asarray(res.index[keep], dtype=np.int64))
         keys.extend(k for k, good in zip(res.keys, keep.tolist(), strict=True) if good)
         offset += len(df)
         if progress:
@@ -195,10 +293,13 @@ def build_features(
         metric_names=tuple(engine.config.metric_names),
         source={
             "sha256": digest.hexdigest(),
-            "from": ms_to_iso(int(all_ts.min())) if len(all_ts) else None,
-            "to": ms_to_iso(int(all_ts.max())) if len(all_ts) else None,
+            "from": ms_to_iso(lo) if lo <= hi else None,
+            "to": ms_to_iso(hi) if lo <= hi else None,
             "rows": offset,
         },
+        row_id=np.concatenate(ids),
+        span_ms=(lo, hi) if lo <= hi else None,
+        rows_sampled_out=dropped,
     )
 
 
@@ -242,18 +343,37 @@ def train_full(
     y, keep = make_labels(data.keys, data.ts_ms, incidents, cfg.horizon_s)
     order = np.argsort(data.ts_ms, kind="stable")
     order = order[keep[order]]
-    x, y, ts = data.x[order], y[order], data.ts_ms[order]
-    keys = [data.keys[i] for i in order.tolist()]
-    t_min, t_max = int(ts[0]), int(ts[-1])
-    split = t_min + int((t_max - t_min) * (1 - cfg.test_fraction))
+    if len(order) == 0:
+        raise ValidationError("empty", "no training rows outside incidents")
+    y, ts = y[order], data.ts_ms[order]
+    t_min, t_max = data.span_ms or (int(ts[0]), int(ts[-1]))
+    win = windows(t_min, t_max, cfg)
+    split = win.split
     purge = int(cfg.horizon_s * 1000)
-    train = ts < split - purge  # the purge keeps test labels' horizons out of training
+    train = ts < win.train_end  # the purge keeps test labels' horizons out of training
     test = ts >= split
-    if y[train].sum() == 0 or y[test].sum() == 0:
+    # Fit on every positive and a hashed sample of the negatives of the fitting part,
+    # weighted back; the calibration slice is whole (isotonic, unweighted: frequencies).
+    row_id = data.row_id[order] if data.row_id is not None else order
+    cal = train & (ts >= win.cal_start)
+    fit = train & ~cal & ((y == 1) | keep_negative(row_id, cfg.negative_fraction))
+    fit_rows, cal_rows, test_rows = np.flatnonzero(fit), np.flatnonzero(cal), np.flatnonzero(test)
+    rows = np.concatenate([fit_rows, cal_rows])  # time order: the fit's rows, then calibration
+    sampled_out = int((train & ~cal).sum()) - len(fit_rows) + data.rows_sampled_out
+    neg_w = 1.0 / cfg.negative_fraction if cfg.negative_fraction < 1.0 else 1.0
+    sample_w = np.where(y[rows] == 0, neg_w, 1.0)
+    sample_w[len(fit_rows) :] = 1.0
+    weight = sample_w  # and the feedback's weights on top (the model's fit only)
+    if data.weights is not None:
+        weight = sample_w * np.asarray(data.weights, dtype=np.float64)[order][rows]
+    x_train, y_train = data.x[order[rows]], y[rows]
+    x_test, y_test = data.x[order[test_rows]], y[test_rows]
+    keys = [data.keys[i] for i in order[test_rows].tolist()]
+    if y_train.sum() == 0 or y_test.sum() == 0:
         raise ValidationError(
             "too_few_incidents",
-            f"need incidents in both the train and test windows (train {int(y[train].sum())}"
-            f" positive rows, test {int(y[test].sum())}; {len(incidents)} incidents in all, "
+            f"need incidents in both the train and test windows (train {int(y_train.sum())}"
+            f" positive rows, test {int(y_test.sum())}; {len(incidents)} incidents in all, "
             f"test window from {ms_to_iso(split)}): give more history",
         )
     if progress:
@@ -264,17 +384,18 @@ def train_full(
         n_estimators=cfg.n_estimators,
         learning_rate=cfg.learning_rate,
         num_leaves=cfg.num_leaves,
+        # The calibration slice exactly (the model takes its last share of the rows).
+        calibration_fraction=(len(cal_rows) + 0.5) / len(rows) if len(cal_rows) else 0.0,
         seed=cfg.seed,
         num_threads=cfg.num_threads,
-    ).fit(x[train], y[train], data.feature_names, sample_weight=_weights(data, order, train))
+    ).fit(x_train, y_train, data.feature_names, sample_weight=weight)
     model.detector_ = data.detector
     fit_s = time.perf_counter() - t0
-    risk = model.predict_risk(x[test])
-    test_keys = [k for k, good in zip(keys, test.tolist(), strict=True) if good]
-    test_ts = ts[test]
+    risk = model.predict_risk(x_test)
+    test_keys = keys
+    test_ts = ts[test_rows]
     test_start, test_end = int(test_ts[0]), int(test_ts[-1])
     test_incidents = [i for i in incidents if test_start + purge <= i.started_ms <= test_end]
-    y_test = y[test]
     judged = [
         judge(
             "model",
@@ -288,7 +409,9 @@ def train_full(
             cfg.alarm_risk,
         )
     ]
-    for name, score in baseline_scores(x[train], y[train], x[test], data.feature_names).items():
+    for name, score in baseline_scores(
+        x_train, y_train, x_test, data.feature_names, sample_weight=sample_w
+    ).items():
         judged.append(
             judge(
                 name,
@@ -309,9 +432,10 @@ def train_full(
         alarms, test_incidents, cfg.horizon_s, cfg.min_warning_s, n_entities * days
     )
     metrics = {
-        "rows_train": int(train.sum()),
-        "rows_test": int(test.sum()),
-        "positives_train": int(y[train].sum()),
+        "rows_train": len(rows),
+        "rows_train_sampled_out": sampled_out,
+        "rows_test": len(test_rows),
+        "positives_train": int(y_train.sum()),
         "positives_test": int(y_test.sum()),
         "pr_auc": float(average_precision_score(y_test, risk)),
         "roc_auc": float(roc_auc_score(y_test, risk)) if len(np.unique(y_test)) == 2 else 0.5,
@@ -347,13 +471,6 @@ def train_full(
     return TrainResult(model, report, y_test, risk, {r["name"]: list(r["leads_s"]) for r in judged})
 
 
-def _weights(data: Dataset, order: np.ndarray, train: np.ndarray) -> np.ndarray | None:
-    """Per-row training weights from feedback labels, in the training rows' order."""
-    if data.weights is None:
-        return None
-    return np.asarray(data.weights[order][train], dtype=np.float64)
-
-
 def train_files(
     telemetry: Path,
     incidents: Path,
@@ -366,21 +483,25 @@ def train_files(
     ``metrics`` None takes every numeric metric column, whatever their names.
     """
     # Fail on bad columns, cells or incidents before the long pass.
-    check_train_inputs(telemetry, incidents, metrics)
+    first_ms, last_ms = check_train_inputs(telemetry, incidents, metrics)
     found = read_incidents(incidents)
-    data = build_features(iter_frames(telemetry), metrics, cfg.stride, progress, source=telemetry)
+    sample = StreamSample(found, cfg, first_ms, last_ms)
+    data = build_features(
+        iter_frames(telemetry), metrics, cfg.stride, progress, source=telemetry, sample=sample
+    )
     return train_model(data, found, cfg)
 
 
 def check_train_inputs(
     telemetry: Path, incidents: Path, metrics: tuple[str, ...] | None = None
-) -> None:
-    """The checks ``precovery train`` runs before any work (ValidationError on a fault)."""
+) -> tuple[int, int]:
+    """The checks ``precovery train`` runs before any work (ValidationError on a fault);
+    returns the telemetry's time range ``(first_ms, last_ms)``."""
     head = read_head(telemetry, n=10_000)
     if head.empty:
         raise ValidationError("empty", f"{telemetry}: a header but no rows; expected telemetry")
     layout = detect_layout(head, metrics, source=telemetry)
-    check_incidents_against(telemetry, layout, read_incidents(incidents), incidents)
+    return check_incidents_against(telemetry, layout, read_incidents(incidents), incidents)
 
 
 def scan_entities(
@@ -413,9 +534,10 @@ def scan_entities(
 
 def check_incidents_against(
     telemetry: Path, layout: Any, incidents: list[Incident], incidents_path: Path, show: int = 3
-) -> None:
+) -> tuple[int, int]:
     """Incidents on entities the telemetry does not have, or outside its time range, are
-    named (ValidationError): their labels would silently be missing."""
+    named (ValidationError): their labels would silently be missing. Returns the
+    telemetry's time range ``(first_ms, last_ms)``."""
     comps, hosts, lo, hi = scan_entities(telemetry, layout)
     unknown = sorted(
         {
@@ -442,6 +564,7 @@ def check_incidents_against(
             f"{', '.join(names[:show])}{' …' if len(names) > show else ''}; trim the incident "
             "history to the telemetry's period",
         )
+    return lo, hi
 
 
 #: Weight of a training row that an SRE's ``false_alarm`` verdict covers (others weigh 1).

@@ -1,0 +1,110 @@
+"""Sampling the calm rows: taken while streaming, it fits the same model as taken before
+the fit; weighted back, the fit sees the base rate; windows do not move."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.train import (
+    StreamSample,
+    TrainConfig,
+    build_features,
+    keep_negative,
+    sim_frames,
+    train_full,
+    windows,
+)
+from predictor.labels import Incident, make_labels
+from predictor.sim import SimConfig, Simulator
+
+HOURS = 10.0
+CFG = TrainConfig(
+    horizon_s=900.0,
+    min_warning_s=120.0,
+    n_estimators=20,
+    num_leaves=7,
+    num_threads=1,
+    negative_fraction=0.2,
+    test_fraction=0.35,
+)
+
+
+def history() -> tuple[list[pd.DataFrame], list[Incident], Simulator]:
+    sim = Simulator(SimConfig(seed=5, failures_per_day=96.0, hosts_per_component=1))
+    frames = list(sim_frames(sim, HOURS))
+    incidents = [Incident.from_record(r) for r in sim.incidents(HOURS)]
+    return frames, incidents, sim
+
+
+def test_keep_negative_is_a_fixed_share_of_a_hash() -> None:
+    ids = np.arange(200_000)
+    kept = keep_negative(ids, 0.1)
+    assert 0.09 < kept.mean() < 0.11
+    np.testing.assert_array_equal(kept[5:50], keep_negative(ids[5:50], 0.1))  # any chunk
+    assert keep_negative(ids, 1.0).all()
+
+
+def test_sampling_while_streaming_fits_the_same_model_with_fewer_rows() -> None:
+    frames, incidents, sim = history()
+    whole = build_features(iter(frames), stride=3)
+    end = sim.start_ms + int(HOURS * 3_600_000)
+    # Other chunking for the sampled pass: the sample must not depend on it.
+    rechunked = [part for f in frames for part in (f.iloc[: len(f) // 3], f.iloc[len(f) // 3 :])]
+    sampled = build_features(
+        iter(rechunked), stride=3, sample=StreamSample(incidents, CFG, sim.start_ms, end)
+    )
+    assert len(sampled.x) < 0.7 * len(whole.x)
+    assert 0 < sampled.rows_sampled_out <= len(whole.x) - len(sampled.x)
+    assert sampled.span_ms == whole.span_ms
+    assert sampled.source == whole.source  # hash and time range of all the rows
+
+    a = train_full(whole, incidents, CFG)
+    b = train_full(sampled, incidents, CFG)
+    np.testing.assert_array_equal(a.risk_test, b.risk_test)
+    assert a.report["metrics"].keys() == b.report["metrics"].keys()
+    for k, v in a.report["metrics"].items():
+        if k != "fit_s":
+            assert b.report["metrics"][k] == v, k
+    assert a.report["evaluation"] == b.report["evaluation"]
+    m = a.report["metrics"]
+    assert m["rows_train_sampled_out"] > 0
+    assert m["positives_train"] > 0 and m["rows_test"] > 0
+
+
+def test_the_fit_sees_every_positive_and_the_base_rate_weighted_back() -> None:
+    frames, incidents, _ = history()
+    data = build_features(iter(frames), stride=3)
+    full = train_full(data, incidents, TrainConfig(**{**_kw(), "negative_fraction": 1.0}))
+    part = train_full(data, incidents, CFG)
+    fm, pm = full.report["metrics"], part.report["metrics"]
+    assert pm["positives_train"] == fm["positives_train"]  # positives all kept
+    assert fm["rows_train_sampled_out"] == 0
+    assert pm["rows_train"] + pm["rows_train_sampled_out"] == fm["rows_train"]
+    assert pm["rows_test"] == fm["rows_test"]  # the test window is never sampled
+    w = windows(*data.span_ms, CFG) if data.span_ms else None
+    assert w is not None and w.t_min < w.cal_start < w.train_end < w.split < w.t_max
+    # Calibrated on the whole calibration slice, unweighted: isotonic regression keeps
+    # the mean, so the mean risk there is that slice's own base rate (a calibration on
+    # the sampled rows would sit ~1/negative_fraction times higher).
+    y, keep = make_labels(data.keys, data.ts_ms, incidents, CFG.horizon_s)
+    cal = keep & (data.ts_ms >= w.cal_start) & (data.ts_ms < w.train_end)
+    assert part.model.calibration_ is not None
+    assert float(np.mean(part.model.predict_risk(data.x[cal]))) == pytest.approx(
+        float(y[cal].mean()), abs=1e-6
+    )
+
+
+def _kw() -> dict[str, object]:
+    return {
+        f: getattr(CFG, f)
+        for f in (
+            "horizon_s",
+            "min_warning_s",
+            "n_estimators",
+            "num_leaves",
+            "num_threads",
+            "test_fraction",
+        )
+    }
