@@ -75,3 +75,31 @@ def test_errors_name_the_file_and_the_field(tmp_path: Path, text: str, field: st
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml"):
         read_topology(tmp_path / "nope.yaml")
+
+
+def test_replay_names_a_bad_topology_field(tmp_path: Path, small_model_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    history = tmp_path / "history"
+    history.mkdir()
+    (history / "telemetry.csv").write_text("ts,system,component,host,cpu_pct\n0,s,c,h,1\n")
+    bad = tmp_path / "topology.yaml"
+    bad.write_text("systems: {s: {authority: {mode: sometimes}}}\n")
+    res = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            "--history",
+            str(history),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            "--model",
+            str(small_model_dir),
+            "--topology",
+            str(bad),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "systems.s.authority.mode" in res.output
