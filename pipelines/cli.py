@@ -20,6 +20,7 @@ import typer
 
 from pipelines import inputs
 from pipelines.cli_audit import audit_app
+from pipelines.cli_backtest import backtest
 from pipelines.cli_delivery import deliver, orchestrator
 from pipelines.cli_kafka import simulate_kafka, stream
 from pipelines.cli_keys import keys_app
@@ -646,6 +647,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.command()(orchestrator)
 app.command()(deliver)
+app.command()(backtest)
 app.command()(train)
 app.command()(promote)
 app.command("feedback-export")(feedback_export)
