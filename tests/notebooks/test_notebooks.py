@@ -17,7 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from pipelines.bench_detectors import (
+from benchmarks.bench_detectors import (
     COLUMNS,
     default_data_dir,
     evaluate_jumpstarter,

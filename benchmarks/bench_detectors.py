@@ -8,7 +8,10 @@ never read alone:
 - ``static_z``: per-metric mean and sd of the history only, score = max |z| over metrics;
 - ``random``: seeded uniform noise, whose PR-AUC sits at the base rate.
 
-Used by ``notebooks/detectors_jumpstarter.ipynb`` and its test.
+Used by ``notebooks/detectors_jumpstarter.ipynb`` and its test, not by the product (so
+it lives in ``benchmarks/``, imported as ``benchmarks.bench_detectors`` from the
+repository root); the product's evaluation command is ``precovery evaluate-detectors``
+(``pipelines/evaluate_detectors.py``).
 """
 
 from __future__ import annotations
