@@ -61,6 +61,27 @@ def test_evaluate_detectors_json(tmp_path: Path) -> None:
     assert "held_out" in result.output
 
 
+def test_comparison_detectors_are_evaluated_not_run(tmp_path: Path) -> None:
+    """``ewmaz`` and ``hst`` do not lead the baselines: evaluate-detectors scores them,
+    ``detect`` (like the demo and the stream) refuses them by name."""
+    data = _small_copy(tmp_path, n_hist=200, n_test=600)
+    out = tmp_path / "report.json"
+    result = runner.invoke(
+        app,
+        ["evaluate-detectors", "--data", str(data), "--json", str(out), "--methods", "ewmaz"],
+    )
+    assert result.exit_code == 0, result.output
+    assert {r["method"] for r in json.loads(out.read_text())["entities"]} == {"ewmaz"}
+    for name in ("ewmaz", "hst"):
+        result = runner.invoke(
+            app,
+            ["detect", str(data / "service1.test.csv"), "--out", str(tmp_path / "s.csv")]
+            + ["--detector", name],
+        )
+        assert result.exit_code == 2, result.output
+        assert name in result.output and "surprise_hst" in result.output
+
+
 def test_evaluate_detectors_bad_data_dir(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate-detectors", "--data", str(tmp_path)])
     assert result.exit_code == 2
