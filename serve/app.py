@@ -490,12 +490,16 @@ def create_app(
         "/v1/feedback",
         response_model=Feedback,
         status_code=201,
-        responses={501: {"model": ErrorBody, "description": "No feedback store configured"}},
+        responses={
+            422: {"model": ErrorBody},
+            501: {"model": ErrorBody, "description": "No feedback store configured"},
+        },
         tags=["sre"],
     )
     def add_feedback(body: FeedbackIn) -> dict[str, Any]:
         """Store an SRE's verdict on a recommendation (role ``operate``): acknowledged,
-        false_alarm or confirmed. Stored durably; the verdicts become training labels."""
+        false_alarm, confirmed or missed (with ``ts``, when the missed failure started). Stored
+        durably; the verdicts become training labels."""
         store = _feedback_store()
         key = API_KEY.get()
         return store.add(
@@ -511,7 +515,10 @@ def create_app(
     @app.get(
         "/v1/feedback",
         response_model=list[Feedback],
-        responses={501: {"model": ErrorBody, "description": "No feedback store configured"}},
+        responses={
+            422: {"model": ErrorBody},
+            501: {"model": ErrorBody, "description": "No feedback store configured"},
+        },
         tags=["sre"],
     )
     def list_feedback(
