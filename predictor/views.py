@@ -44,6 +44,8 @@ class ViewState(Protocol):
     @property
     def model_version(self) -> str | None: ...
 
+    def active_site(self, system: str) -> str: ...
+
 
 def systems_view(state: ViewState) -> list[dict[str, Any]]:
     """One summary per system: health, worst component, most urgent action.
@@ -131,6 +133,7 @@ def system_view(state: ViewState, system: str) -> dict[str, Any]:
         "health": round(float(state.sys_health[s]), 1),
         "as_of": ms_to_iso(wm) if wm else None,
         "epoch": int(state.sys_epoch[s]),
+        "active_site": state.active_site(system),
         "exposure_usd": ctx.system_exposure(s),
         "market": ctx.venue_market(v) if v >= 0 else None,
         "components": comps,

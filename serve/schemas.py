@@ -123,6 +123,9 @@ class SystemDetail(BaseModel):
     health: float
     as_of: str | None = Field(description="Watermark (latest event time), RFC 3339 UTC")
     epoch: int
+    active_site: str | None = Field(
+        None, description="Site the system runs on now (flips after an approved failover)"
+    )
     exposure_usd: Exposure
     market: MarketOut | None
     components: list[ComponentOut]

@@ -141,6 +141,8 @@ def test_approve_flips_the_site_and_everything_is_audited(world: World) -> None:
     assert body["decided_by"].startswith("operate-key (")
     assert body["decision_id"] == f"{rid}.approved" and body["forwarded"] is True
     assert w.live.engine.active_site("sys-a") == "ch2"
+    view = w.api.get("/v1/systems/sys-a", headers=w.as_("read"))
+    assert view.status_code == 200 and view.json()["active_site"] == "ch2", view.text
 
     # idempotent: the same answer, and the site is not flipped back
     again = w.decide(rid, "approve", reason="clicked twice")
