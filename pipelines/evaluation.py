@@ -143,9 +143,12 @@ def baseline_scores(
     x_eval: np.ndarray,
     feature_names: Sequence[str],
     sample_weight: np.ndarray | None = None,
+    rank_ref: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Calibrated probabilities of the two baselines on ``x_eval`` (fitted on ``x_fit``;
-    ``sample_weight`` weighs the calibration, e.g. back from a sample of the negatives)."""
+    ``sample_weight`` weighs the calibration, e.g. back from a sample of the negatives;
+    ``rank_ref``, rows of the history as it is, default ``x_fit``, are what the raw
+    threshold ranks metric values among: a sample rich in positives would skew them)."""
     names = list(feature_names)
     out: dict[str, np.ndarray] = {}
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -157,7 +160,7 @@ def baseline_scores(
         )
     value_cols = [i for i, n in enumerate(names) if n.endswith("__value")]
     if value_cols:
-        rank = raw_rank_scorer(x_fit, value_cols)
+        rank = raw_rank_scorer(x_fit if rank_ref is None else rank_ref, value_cols)
         raw["raw_threshold"] = (rank(x_fit), rank(x_eval))
     for name, (s_fit, s_eval) in raw.items():
         if len(np.unique(y_fit)) < 2:

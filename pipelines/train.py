@@ -410,7 +410,13 @@ def train_full(
         )
     ]
     for name, score in baseline_scores(
-        x_train, y_train, x_test, data.feature_names, sample_weight=sample_w
+        x_train,
+        y_train,
+        x_test,
+        data.feature_names,
+        sample_weight=sample_w,
+        # Ranks among the unsampled calibration slice (the fit part's sample is skewed).
+        rank_ref=x_train[len(fit_rows) :] if len(cal_rows) else None,
     ).items():
         judged.append(
             judge(
