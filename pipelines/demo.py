@@ -242,6 +242,8 @@ def run_demo(
                 audit.recommendations(result.recommendations)
             if outbox is not None:
                 outbox.add(result.recommendations)
+        if outbox is not None and report.reports:
+            outbox.add(report.reports)  # situation reports go to the orchestrator too
 
     worker = StreamWorker(
         engine,

@@ -145,6 +145,8 @@ class DriverStep:
     rejected: int = 0
     #: Seconds spent decoding telemetry (the rest of a step is the engine's).
     decode_s: float = 0.0
+    #: Situation reports due in this step (also in ``out``, on recommendations.v1).
+    reports: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def recommendations(self) -> list[dict[str, Any]]:
@@ -228,19 +230,22 @@ class Driver:
         result = process_isolating(self.engine, batch, self.where)
         trigger = _first_src_ts(records)
         out = recommendation_records(result.recommendations, self.topics, trigger)
-        out.extend(report_records(self.engine.take_reports(), self.topics, trigger))
+        reports = self.engine.take_reports()
+        out.extend(report_records(reports, self.topics, trigger))
         out.extend(self.health(only_if_ticked=not result.recommendations, src_ts=trigger))
         out.extend(dead_letter(records[r.index], r, self.topics) for r in result.rejects)
-        return DriverStep(out, result, len(records), len(result.rejects))
+        return DriverStep(out, result, len(records), len(result.rejects), reports=reports)
 
     def advance_to(self, t_ms: int, conditions: Sequence[str] = ()) -> DriverStep:
         """Move event time on without input (a quiet partition, a lost feed by choice)."""
         recs = self.engine.advance_to(t_ms)
         out = recommendation_records(recs, self.topics, None)
-        out.extend(report_records(self.engine.take_reports(), self.topics, None))
+        reports = self.engine.take_reports()
+        out.extend(report_records(reports, self.topics, None))
         out.extend(self.health(conditions, only_if_ticked=True))
         empty = np.zeros(0)
-        return DriverStep(out, StepResult(empty.astype(np.int64), empty, empty, empty, [], recs))
+        result = StepResult(empty.astype(np.int64), empty, empty, empty, [], recs)
+        return DriverStep(out, result, reports=reports)
 
     def health(
         self,

@@ -54,6 +54,8 @@ class BatchReport:
     telemetry: int = 0
     rejected: int = 0
     recommendations: list[dict[str, Any]] = field(default_factory=list)
+    #: Situation reports published in this iteration (``kind: situation_report``).
+    reports: list[dict[str, Any]] = field(default_factory=list)
     decode_s: float = 0.0
     engine_s: float = 0.0
     publish_s: float = 0.0
@@ -132,7 +134,7 @@ class StreamWorker:
         self.source.commit(next_offsets(records))
         self._wm_at_input = self.engine.watermark_ms
         report.telemetry, report.rejected = step.telemetry, step.rejected
-        report.recommendations = step.recommendations
+        report.recommendations, report.reports = step.recommendations, step.reports
         report.decode_s = step.decode_s
         report.engine_s, report.publish_s = t1 - t0 - step.decode_s, t2 - t1
         logger.debug(
@@ -156,16 +158,19 @@ class StreamWorker:
             return
         out: list[OutRecord] = []
         result: StepResult | None = None
+        reports: list[dict[str, Any]] = []
         with self.lock:
             # Time runs on from the last event time seen, at wall speed.
             wm, idle = self._wm_at_input, self.feed.idle_s()
             if self.failover_on_feed_loss and wm is not None and idle is not None:
                 step = self.driver.advance_to(wm + int(idle * 1000), ["telemetry_lost"])
-                out, result = step.out, step.result
+                out, result, reports = step.out, step.result, step.reports
             if not self._lost_reported and not out:
                 out = self.driver.health(["telemetry_lost"])
         self._lost_reported = True
         if out:
             self.sink.publish(out)
-        if result is not None and result.recommendations and self.on_batch:
-            self.on_batch(BatchReport(recommendations=result.recommendations), result)
+        if result is not None and (result.recommendations or reports) and self.on_batch:
+            self.on_batch(
+                BatchReport(recommendations=result.recommendations, reports=reports), result
+            )
