@@ -71,7 +71,8 @@ class TrainConfig:
         always kept whole; a kept negative weighs ``1 / negative_fraction`` so the fit
         sees the base rate it would have seen on every row. See docs/retraining.md.
     calibration_fraction
-        Share of the training window, at its end (in time), that calibrates the model.
+        Share of the training rows, the latest (counted before sampling), that
+        calibrates the model.
     """
 
     horizon_s: float = 1800.0
@@ -118,6 +119,8 @@ class Dataset:
     span_ms: tuple[int, int] | None = None
     #: Rows dropped while streaming (negatives of the fitting part, not sampled).
     rows_sampled_out: int = 0
+    #: With a stream sample: from this time on, ms, every row was kept.
+    whole_from_ms: int | None = None
 
 
 #: Columns an incidents CSV must have; the contract's others are optional here.
@@ -164,8 +167,9 @@ def read_incidents(path: Path, show: int = 3) -> list[Incident]:
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """The time windows of a training run, ms: fit ``[t_min, cal_start)``, calibrate
-    ``[cal_start, train_end)``, purge ``[train_end, split)``, test ``[split, t_max]``."""
+    """The time windows of a training run, ms: training ``[t_min, train_end)``, purge
+    ``[train_end, split)``, test ``[split, t_max]``; ``cal_start`` estimates, in time,
+    where the calibration slice (a share of the training rows) starts."""
 
     t_min: int
     t_max: int
@@ -212,14 +216,18 @@ class StreamSample:
     last_ms: int
     margin_ms: int = 3_600_000
 
+    @property
+    def whole_from_ms(self) -> int:
+        """Every row from this time on is kept (the calibration slice, with a margin)."""
+        return windows(self.first_ms, self.last_ms, self.cfg).cal_start - self.margin_ms
+
     def mask(
         self, keys: list[tuple[str, str, str]], ts: np.ndarray, row_id: np.ndarray
     ) -> tuple[np.ndarray, int]:
         """``(keep, sampled_out)``: the rows to keep, and how many calm rows the sample
         dropped (rows inside incidents are dropped too, but not counted: never trained on)."""
         y, outside = make_labels(keys, ts, self.incidents, self.cfg.horizon_s)
-        w = windows(self.first_ms, self.last_ms, self.cfg)
-        whole = (y == 1) | (ts >= w.cal_start - self.margin_ms)
+        whole = (y == 1) | (ts >= self.whole_from_ms)
         kept = whole | keep_negative(row_id, self.cfg.negative_fraction)
         return outside & kept, int((outside & ~kept).sum())
 
@@ -300,6 +308,7 @@ def build_features(
         row_id=np.concatenate(ids),
         span_ms=(lo, hi) if lo <= hi else None,
         rows_sampled_out=dropped,
+        whole_from_ms=None if sample is None else sample.whole_from_ms,
     )
 
 
@@ -355,7 +364,20 @@ def train_full(
     # Fit on every positive and a hashed sample of the negatives of the fitting part,
     # weighted back; the calibration slice is whole (isotonic, unweighted: frequencies).
     row_id = data.row_id[order] if data.row_id is not None else order
-    cal = train & (ts >= win.cal_start)
+    # The calibration slice: the last ``calibration_fraction`` of the training rows, as
+    # counted before any sampling (the rows the stream dropped are all earlier).
+    n_train = int(train.sum())
+    n_cal = int((n_train + data.rows_sampled_out) * cfg.calibration_fraction)
+    cal = np.zeros(len(ts), dtype=bool)
+    train_idx = np.flatnonzero(train)
+    cal[train_idx[n_train - min(n_cal, n_train) :]] = True
+    if data.whole_from_ms is not None and cal.any() and ts[cal][0] < data.whole_from_ms:
+        raise ValidationError(
+            "sample",
+            f"the calibration slice starts at {ms_to_iso(int(ts[cal][0]))}, before the rows "
+            f"kept whole while streaming ({ms_to_iso(data.whole_from_ms)}): raise "
+            "StreamSample.margin_ms",
+        )
     fit = train & ~cal & ((y == 1) | keep_negative(row_id, cfg.negative_fraction))
     fit_rows, cal_rows, test_rows = np.flatnonzero(fit), np.flatnonzero(cal), np.flatnonzero(test)
     rows = np.concatenate([fit_rows, cal_rows])  # time order: the fit's rows, then calibration
