@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -232,20 +232,50 @@ def validate_telemetry(
     return key, ts, row
 
 
-_NUMERIC = frozenset((float, int, type(None)))
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+_TsMs = Annotated[int, msgspec.Meta(ge=MIN_TS_MS, lt=MAX_TS_MS)]
+
+
+class _Telemetry(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The fast path's view of a telemetry.v1 message: only what it can prove valid.
+
+    Every field is typed, so msgspec parses (and checks) every byte of the message: an
+    unknown field is refused rather than skipped, because a skipped value would go
+    unchecked (orjson refuses ``1e400`` or invalid UTF-8 anywhere in the message).
+    ``metrics`` maps every name, tracked or not, to a finite number or null; a value
+    out of double range fails msgspec as it fails orjson.
+    """
+
+    system: _Name
+    component: _Name
+    host: _Name
+    ts: _TsMs
+    metrics: dict[str, float | None]
+
+
+_FAST_DECODE = msgspec.json.Decoder(_Telemetry).decode
 
 
 def decode_telemetry(
     raws: Sequence[bytes | str | dict[str, Any]],
     metric_names: Sequence[str],
     max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    fast: bool = True,
 ) -> TelemetryBatch:
     """Decode and validate a micro-batch of telemetry messages (bytes or dicts).
 
-    The hot path: a well-formed message is checked with a handful of type tests and
-    its metric row is gathered in one comprehension; anything unusual falls back to
-    :func:`validate_telemetry`, which names the exact problem. Infinite values are
-    caught on the whole matrix at once.
+    The hot path: msgspec decodes a message of bytes straight into a typed struct,
+    checking types, name lengths and the timestamp's range in C (:class:`_Telemetry`);
+    the metric count is checked here and the metric row gathered with ``map``. A
+    message the fast path cannot prove valid (any error at all, an epoch-ms float or an
+    RFC 3339 ``ts``, a boolean or a string among the metrics, an extra field, ``str``
+    input, a dict) takes :func:`validate_telemetry`, which accepts the odd valid case or
+    names the exact problem, so the accepted rows and every :class:`Reject` are those
+    of the slow path alone (``tests/unit/test_decode_fast.py`` checks it on generated
+    messages). Infinite values are caught on the whole matrix at once. ``fast=False``
+    sends every message down the slow path: the reference the fast path is tested
+    against.
     """
     keys: list[tuple[str, str, str]] = []
     ts: list[int] = []
@@ -253,34 +283,17 @@ def decode_telemetry(
     index: list[int] = []
     rejects: list[Reject] = []
     names = tuple(metric_names)
-    numeric = _NUMERIC
-    # itemgetter gathers a full metric row in C; a message lacking a metric (KeyError)
-    # takes the slow path, which reads absent metrics as NaN.
-    gather = operator.itemgetter(*names) if len(names) > 1 else None
-    head = operator.itemgetter("system", "component", "host", "ts", "metrics")
-    fast_loads = orjson.loads
+    fast_decode = _FAST_DECODE
     for i, raw in enumerate(raws):
         row: Any = None
-        if type(raw) is bytes and len(raw) <= max_bytes:
+        if fast and type(raw) is bytes and len(raw) <= max_bytes:
             try:
-                system, component, host, t, m = head(fast_loads(raw))
-                row = gather(m) if gather else (m[names[0]],)
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                row = None
-            if row is not None and not (
-                type(system) is type(component) is type(host) is str
-                and system
-                and component
-                and host
-                and len(system) <= MAX_NAME
-                and len(component) <= MAX_NAME
-                and len(host) <= MAX_NAME
-                and type(t) is int
-                and MIN_TS_MS <= t < MAX_TS_MS
-                and len(m) <= MAX_METRICS
-                and numeric.issuperset(map(type, row))
-            ):
-                row = None
+                event = fast_decode(raw)
+            except Exception:  # the slow path names the problem (or accepts the odd case)
+                event = None
+            if event is not None and len(event.metrics) <= MAX_METRICS:
+                system, component, host, t = event.system, event.component, event.host, event.ts
+                row = tuple(map(event.metrics.get, names))  # None (absent, null) -> NaN
         if row is None:  # the slow path names the exact problem (or accepts the odd case)
             try:
                 obj = raw if isinstance(raw, dict) else loads(raw, max_bytes)
