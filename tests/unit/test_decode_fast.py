@@ -149,6 +149,28 @@ def _message(draw: st.DrawFn) -> bytes | str:
     return raw
 
 
+@st.composite
+def _tracked_message(draw: st.DrawFn) -> bytes:
+    """Mostly valid messages with tracked metrics only: the whole-batch path's case."""
+    raw = _encode(
+        {
+            "ts": draw(
+                st.one_of(
+                    st.integers(MIN_TS_MS, MAX_TS_MS - 1),
+                    st.sampled_from([MIN_TS_MS - 1, MIN_TS_MS, MAX_TS_MS - 1, MAX_TS_MS]),
+                )
+            ),
+            "system": draw(_good_name),
+            "component": draw(_good_name),
+            "host": draw(st.one_of(_good_name, _good_name, _name)),
+            "metrics": draw(st.dictionaries(st.sampled_from(NAMES), _number, max_size=4)),
+        }
+    )
+    if draw(st.integers(0, 9)) == 0:
+        raw = _corrupt(raw, draw(st.integers(0, 99)), draw(st.integers(0, 10_000)))
+    return raw
+
+
 def _assert_same(fast: TelemetryBatch, slow: TelemetryBatch) -> None:
     assert fast.rejects == slow.rejects
     assert fast.keys == slow.keys
@@ -168,6 +190,13 @@ def test_fast_and_slow_paths_agree(raws: list[bytes | str]) -> None:
     slow = decode_telemetry(raws, NAMES, fast=False)
     _assert_same(fast, slow)
     assert len(fast) + len(fast.rejects) == len(raws)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_tracked_message(), min_size=1, max_size=8))
+def test_whole_batch_path_agrees(raws: list[bytes]) -> None:
+    fast = decode_telemetry(raws, NAMES)
+    _assert_same(fast, decode_telemetry(raws, NAMES, fast=False))
 
 
 @settings(max_examples=100, deadline=None)
