@@ -23,6 +23,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipelines.delivery import record_id
+
 pytestmark = pytest.mark.chaos
 
 PRECOVERY = str(Path(sys.executable).parent / "precovery")
@@ -116,16 +118,17 @@ def test_outbox_survives_kill_9_and_an_orchestrator_outage(
         assert after[rid][3] == "delivered", (rid, after[rid])
         assert after[rid][0] == seq  # the same row: nothing re-queued
     accepted = [orjson.loads(x) for x in orch_log.read_bytes().splitlines()]
-    ids = [a["recommendation_id"] for a in accepted]
+    ids = [record_id(a) for a in accepted]  # recommendations, and situation reports
     assert len(ids) == len(set(ids)), "an orchestrator saw a recommendation twice"
     assert {r[1] for r in before} <= set(ids)
     order = {rid: seq for seq, rid, _s, _st in outbox_rows(outbox)}
     for system in {a["system"] for a in accepted}:
-        seqs = [order[a["recommendation_id"]] for a in accepted if a["system"] == system]
+        seqs = [order[record_id(a)] for a in accepted if a["system"] == system]
         epochs = [a["epoch"] for a in accepted if a["system"] == system]
         assert seqs == sorted(seqs) and epochs == sorted(epochs), system
     states = Counter(r[3] for r in after.values())
+    kinds = Counter(a.get("kind", "recommendation") for a in accepted)
     print(
         f"\nqueued before kill -9: {len(before)}; accepted by the orchestrator: {len(ids)} "
-        f"(0 duplicates); outbox now {dict(states)}"
+        f"{dict(kinds)} (0 duplicates); outbox now {dict(states)}"
     )
