@@ -101,6 +101,12 @@ class Outbox:
             self._db.execute("COMMIT")
             return self._db.total_changes - before
 
+    def max_epochs(self) -> dict[str, int]:
+        """The highest epoch queued per system (a restarted producer continues above it)."""
+        with self._lock:
+            rows = self._db.execute("SELECT system, MAX(epoch) FROM outbox GROUP BY system")
+            return {str(system): int(epoch) for system, epoch in rows.fetchall()}
+
     def due(self, now: float, limit: int = 100) -> list[Item]:
         """The head of each system's queue, if its retry time has come."""
         with self._lock:

@@ -224,6 +224,8 @@ def run_demo(
     topics = Topics()
 
     outbox = Outbox(outbox_path or Path(".precovery/outbox.sqlite")) if delivery else None
+    if outbox is not None:  # a restart goes on above the epochs it already sent (fencing)
+        engine.resume_epochs(outbox.max_epochs())
     pusher = (
         Pusher(outbox, delivery, on_attempt=_audit_attempt(audit))
         if outbox is not None and delivery is not None

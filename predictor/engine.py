@@ -250,6 +250,18 @@ class Engine:
         logger.info("%s failed over: active site now %s", system, site)
         return site
 
+    def resume_epochs(self, floors: Mapping[str, int]) -> None:
+        """Continue each system's fencing epoch above ``floors`` (system → epoch).
+
+        For a process that restarts without its engine snapshot but with a durable record
+        of what it already sent (the demo's outbox): its next recommendation must carry an
+        epoch above any the orchestrator has seen, or it would be fenced off as stale.
+        """
+        for system, epoch in floors.items():
+            s = self.registry.system_index(system)
+            self._ensure_levels()
+            self.sys_epoch[s] = max(int(self.sys_epoch[s]), int(epoch))
+
     def _system_for_site(self, system: str) -> int:
         reg = self.registry
         if system not in reg.system and system not in self.topology.systems:

@@ -149,3 +149,19 @@ def test_signed_bodies(tmp_path: Path, secret_ok: bool) -> None:
     p.run_once()
     assert box.counts() == ({"delivered": 1} if secret_ok else {"rejected": 1})
     assert signature("k3y", b"x").startswith("sha256=")
+
+
+def test_a_restarted_producer_goes_on_above_the_epochs_it_sent(tmp_path: Path) -> None:
+    """The demo restarts without its engine but with its outbox: its next epochs must
+    not be fenced off as stale by an orchestrator that saw the old ones."""
+    from predictor.engine import Engine, EngineConfig
+
+    box = Outbox(tmp_path / "outbox.sqlite")
+    box.add([rec("eq-oms", 1), rec("eq-oms", 6), rec("fx", 2)])
+    assert box.max_epochs() == {"eq-oms": 6, "fx": 2}
+    engine = Engine(EngineConfig())
+    engine.resume_epochs(box.max_epochs())
+    engine.resume_epochs({"fx": 1})  # a floor never lowers an epoch
+    assert engine.system_view("eq-oms")["epoch"] == 6
+    assert engine.system_view("fx")["epoch"] == 2
+    box.close()
