@@ -40,6 +40,7 @@ from pipelines.alertmanager import AlertNotifier
 from pipelines.approvals import Approvals
 from pipelines.audit import AuditLog, model_changed
 from pipelines.delivery import DeliveryConfig, Outbox, Pusher
+from pipelines.driver import in_time_order
 from pipelines.live import LiveState
 from pipelines.memory import MemorySink, MemorySource
 from pipelines.stream import StreamWorker, Topics
@@ -242,10 +243,8 @@ def run_demo(
                 notifier.observe(result.recommendations)
             if audit is not None:
                 audit.recommendations(result.recommendations)
-            if outbox is not None:
-                outbox.add(result.recommendations)
-        if outbox is not None and report.reports:
-            outbox.add(report.reports)  # situation reports go to the orchestrator too
+        if outbox is not None:  # situation reports go to the orchestrator too, in order
+            outbox.add(in_time_order(report.recommendations, report.reports))
 
     worker = StreamWorker(
         engine,

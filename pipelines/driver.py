@@ -229,9 +229,8 @@ class Driver:
         """Run decoded telemetry (``batch`` of ``records``) through the engine."""
         result = process_isolating(self.engine, batch, self.where)
         trigger = _first_src_ts(records)
-        out = recommendation_records(result.recommendations, self.topics, trigger)
         reports = self.engine.take_reports()
-        out.extend(report_records(reports, self.topics, trigger))
+        out = decision_records(result.recommendations, reports, self.topics, trigger)
         out.extend(self.health(only_if_ticked=not result.recommendations, src_ts=trigger))
         out.extend(dead_letter(records[r.index], r, self.topics) for r in result.rejects)
         return DriverStep(out, result, len(records), len(result.rejects), reports=reports)
@@ -239,9 +238,8 @@ class Driver:
     def advance_to(self, t_ms: int, conditions: Sequence[str] = ()) -> DriverStep:
         """Move event time on without input (a quiet partition, a lost feed by choice)."""
         recs = self.engine.advance_to(t_ms)
-        out = recommendation_records(recs, self.topics, None)
         reports = self.engine.take_reports()
-        out.extend(report_records(reports, self.topics, None))
+        out = decision_records(recs, reports, self.topics, None)
         out.extend(self.health(conditions, only_if_ticked=True))
         empty = np.zeros(0)
         result = StepResult(empty.astype(np.int64), empty, empty, empty, [], recs)
@@ -276,6 +274,33 @@ def recommendation_records(
         )
         for rec in recs
     ]
+
+
+def in_time_order(
+    recs: Sequence[dict[str, Any]], reports: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Recommendations and situation reports of one step merged by ``issued_at`` (a
+    tick's recommendations before its reports), so that a report never follows a later
+    tick's recommendation with a newer fencing epoch (the orchestrator would refuse it)."""
+    return sorted([*recs, *reports], key=lambda r: str(r["issued_at"]))
+
+
+def decision_records(
+    recs: Sequence[dict[str, Any]],
+    reports: Sequence[dict[str, Any]],
+    topics: Topics,
+    src_ts: int | None,
+) -> list[OutRecord]:
+    """recommendations.v1 records of a step's recommendations and reports, in time order."""
+    if not reports:
+        return recommendation_records(recs, topics, src_ts)
+    out: list[OutRecord] = []
+    for r in in_time_order(recs, reports):
+        if r.get("kind") == "situation_report":
+            out.extend(report_records([r], topics, src_ts))
+        else:
+            out.extend(recommendation_records([r], topics, src_ts))
+    return out
 
 
 def report_records(

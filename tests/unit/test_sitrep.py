@@ -92,6 +92,26 @@ def test_the_driver_publishes_them_on_recommendations_with_their_id() -> None:
     rep = orjson.loads(reports[0].value)
     assert dict(reports[0].headers)["idempotency-key"] == rep["report_id"].encode()
     assert [orjson.loads(r.value) for r in reports] == taken
+    published = [orjson.loads(r.value) for r in out if r.topic == topics.recommendations]
+    times = [p["issued_at"] for p in published]
+    assert times == sorted(times)  # reports and recommendations in time order
+    epochs = [p["epoch"] for p in published]
+    assert epochs == sorted(epochs)  # so no report trails a newer epoch (fencing)
+
+
+def test_a_step_merges_reports_after_its_recommendations_by_time() -> None:
+    from pipelines.driver import in_time_order
+
+    recs = [{"issued_at": "2026-01-05T14:00:10.000Z", "epoch": 4}]
+    reps = [
+        {"issued_at": "2026-01-05T14:00:00.000Z", "epoch": 3, "kind": "situation_report"},
+        {"issued_at": "2026-01-05T14:00:10.000Z", "epoch": 4, "kind": "situation_report"},
+    ]
+    assert [(r["epoch"], "kind" in r) for r in in_time_order(recs, reps)] == [
+        (3, True),
+        (4, False),
+        (4, True),
+    ]
 
 
 def test_reports_queue_in_the_orchestrator_outbox_by_report_id(tmp_path: Path) -> None:
