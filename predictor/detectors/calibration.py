@@ -206,27 +206,38 @@ class TailTables:
             setattr(self, name, new)
 
     def tables(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Survival table, 90 % quantile and tail scale of histograms ``(k, s, b)``."""
+        """Survival table, 90 % quantile and tail scale of histograms ``(k, s, b)``.
+
+        One row per (entity, statistic) cell: the survival is a reversed cumulative sum
+        (its first column is the total), the quantile and the bin under it are gathered
+        by fancy index, and the mean excess over the quantile is one masked matrix-vector
+        product (``Σ h·c - q Σ h`` over the bins above ``q``).
+        """
         cal = self.cal
-        h = hist.astype(np.float64)
-        total = np.maximum(h.sum(axis=2), 1e-300)
-        above = np.cumsum(h[:, :, ::-1], axis=2)[:, :, ::-1]
-        share = above / total[..., None]
-        surv = np.concatenate([share, np.zeros((*share.shape[:2], 1))], axis=2)
-        take = np.take_along_axis
-        q_bin = np.maximum((share >= 0.1).sum(axis=2) - 1, 0)
+        k, s, b = hist.shape
+        h = hist.reshape(k * s, b).astype(np.float64)
+        above = np.cumsum(h[:, ::-1], axis=1)[:, ::-1]
+        total = np.maximum(above[:, 0], 1e-300)
+        share = above / total[:, None]
+        surv = np.zeros((k * s, b + 1), dtype=np.float32)
+        surv[:, :b] = share
+        q_bin = np.maximum(np.count_nonzero(share >= 0.1, axis=1) - 1, 0)
+        cells = np.arange(k * s)
         q = q_bin * cal.width + cal.width * np.clip(
-            (take(share, q_bin[..., None], 2)[..., 0] - 0.1)
-            / np.maximum(take(h, q_bin[..., None], 2)[..., 0] / total, 1e-12),
+            (share[cells, q_bin] - 0.1) / np.maximum(h[cells, q_bin] / total, 1e-12),
             0.0,
             1.0,
         )
-        w_above = h * (cal.centers > q[..., None])
-        m_above = w_above.sum(axis=2)
-        excess = (w_above * (cal.centers - q[..., None])).sum(axis=2)
+        h_above = h * (cal.centers > q[:, None])
+        m_above = h_above.sum(axis=1)
+        excess = h_above @ cal.centers - q * m_above
         beta = np.maximum(excess / np.maximum(m_above, 1e-12), cal.width)
         f32 = np.float32
-        return surv.astype(f32), q.astype(f32), beta.astype(f32)
+        return (
+            surv.reshape(k, s, b + 1),
+            q.astype(f32).reshape(k, s),
+            beta.astype(f32).reshape(k, s),
+        )
 
     def bits(self, e: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Surprise of values ``t`` (``(k, s)``) of entities ``e`` (unique), from the tables."""
