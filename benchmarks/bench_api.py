@@ -37,10 +37,10 @@ def serve(copies: int, feed_period_s: float) -> None:
     import orjson
     from fastapi import Response
 
-    from pipelines.live import LiveState
-    from pipelines.memory import MemorySink, MemorySource
-    from pipelines.models import load_model
-    from pipelines.stream import StreamWorker, Topics
+    from pipelines.embedded.live import LiveState
+    from pipelines.embedded.memory import MemorySink, MemorySource
+    from pipelines.embedded.stream import StreamWorker, Topics
+    from pipelines.training.models import load_model
     from predictor.engine import Engine, EngineConfig
     from predictor.sim import SimConfig, Simulator, telemetry_events
     from serve.app import create_app

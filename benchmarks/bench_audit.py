@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.audit import AuditLog, AuditStore, sqlite_url  # noqa: E402
-from pipelines.delivery import Outbox  # noqa: E402
+from pipelines.outbound.orchestrator import Outbox  # noqa: E402
+from pipelines.records.audit import AuditLog, AuditStore, sqlite_url  # noqa: E402
 
 
 def recommendation(i: int) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.demo import DemoConfig, DemoRun, run_demo  # noqa: E402
-from pipelines.models import load_model  # noqa: E402
+from pipelines.embedded.demo import DemoConfig, DemoRun, run_demo  # noqa: E402
+from pipelines.training.models import load_model  # noqa: E402
 from predictor.risk import RiskModel  # noqa: E402
 
 

@@ -11,7 +11,7 @@ never read alone:
 Used by ``notebooks/detectors_jumpstarter.ipynb`` and its test, not by the product (so
 it lives in ``benchmarks/``, imported as ``benchmarks.bench_detectors`` from the
 repository root); the product's evaluation command is ``precovery evaluate-detectors``
-(``pipelines/evaluate_detectors.py``).
+(``pipelines/offline/evaluate_detectors.py``).
 """
 
 from __future__ import annotations

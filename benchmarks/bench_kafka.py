@@ -42,12 +42,12 @@ with warnings.catch_warnings():
     from kafka.admin import KafkaAdminClient
 
 from pipelines.driver import SRC_TS_HEADER
-from pipelines.kafka_io import ensure_topics
-from pipelines.kafka_sim import simulate_to_kafka
-from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.models import BASELINE_DIR, load_model, train_on_simulation
-from pipelines.partition import engine_factory
-from pipelines.stream import Topics
+from pipelines.embedded.stream import Topics
+from pipelines.kafka.client_python import ensure_topics
+from pipelines.kafka.partition import engine_factory
+from pipelines.kafka.sim import simulate_to_kafka
+from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
+from pipelines.training.models import BASELINE_DIR, load_model, train_on_simulation
 from predictor.engine import EngineConfig
 from predictor.errors import ModelError
 from predictor.risk import RiskModel

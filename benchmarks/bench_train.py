@@ -34,7 +34,7 @@ CHILD = """
 import os, resource, sys, time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, {root!r})
-from pipelines.models import train_on_simulation
+from pipelines.training.models import train_on_simulation
 t = time.perf_counter()
 model, report = train_on_simulation({hours})
 m = report["metrics"]
@@ -66,8 +66,8 @@ def main() -> None:
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from pipelines.models import BASELINE_FAILURES_PER_DAY, BASELINE_SEED
-    from pipelines.train import TrainConfig, build_features, sim_frames, train_full
+    from pipelines.training.models import BASELINE_FAILURES_PER_DAY, BASELINE_SEED
+    from pipelines.training.train import TrainConfig, build_features, sim_frames, train_full
     from predictor.labels import Incident
     from predictor.sim import SimConfig, Simulator
 

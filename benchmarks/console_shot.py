@@ -28,8 +28,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from selenium.webdriver.common.by import By
 
-    from pipelines.feedback import FeedbackStore
-    from pipelines.models import load_model
+    from pipelines.records.feedback import FeedbackStore
+    from pipelines.training.models import load_model
     from serve.app import create_app
     from tests.api.support import build_live
     from tests.browser.console import chromium

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/daily_profile_gain.py [--split tune|held_out|all] [--bins 24]
 
-For each JumpStarter service (``pipelines.evaluate_detectors``' data, splits and
+For each JumpStarter service (``pipelines.offline.evaluate_detectors``' data, splits and
 metrics), ``surprise_daily`` is ``surprise`` on metrics from which an hour-of-day profile
 was subtracted: per metric, the median of the history rows in each of ``--bins`` slots of
 the (UTC) day, less the history's overall median, fit on the history only (its rows are
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import evaluate_detectors as ev  # noqa: E402
+from pipelines.offline import evaluate_detectors as ev  # noqa: E402
 
 
 def daily_profile(ts_s: np.ndarray, x: np.ndarray, bins: int) -> np.ndarray:

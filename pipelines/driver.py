@@ -11,8 +11,8 @@ publish (recommendations.v1, health.v1, telemetry.dlq.v1):
 3. each recommendation becomes a record keyed by system with an ``idempotency-key``
    header, health snapshots follow each tick, rejects become dead letters.
 
-The embedded stream (:class:`pipelines.stream.StreamWorker`), each Kafka partition
-(:class:`pipelines.partition.PartitionTask`), ``precovery replay`` and the backtest run
+The embedded stream (:class:`pipelines.embedded.stream.StreamWorker`), each Kafka partition
+(:class:`pipelines.kafka.partition.PartitionTask`), ``precovery replay`` and the backtest run
 this same code, so the same input decides the same way in each (tested).
 
 A dead letter keeps the original bytes as its value and says where it came from and why

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from pipelines.alertmanager import AlertNotifier
-    from pipelines.delivery import DeliveryConfig
+    from pipelines.outbound.alertmanager import AlertNotifier
+    from pipelines.outbound.orchestrator import DeliveryConfig
     from predictor.engine import EngineConfig
 
 
@@ -169,7 +169,7 @@ def engine_config(
 ) -> EngineConfig:
     """The engine's loop settings from ``settings`` (one place for every mode), with the
     topology file ``topology`` (default: the setting's) read in."""
-    from pipelines.topology_file import with_topology
+    from pipelines.files.topology import with_topology
     from predictor.engine import EngineConfig
 
     base = EngineConfig(
@@ -188,7 +188,7 @@ def alert_notifier(settings: AlertSettings, url: str | None = None) -> AlertNoti
     target = url or settings.url
     if not target:
         return None
-    from pipelines.alertmanager import AlertmanagerClient, AlertNotifier
+    from pipelines.outbound.alertmanager import AlertmanagerClient, AlertNotifier
     from predictor.alerts import AlertPolicy
 
     return AlertNotifier(
@@ -204,7 +204,7 @@ def delivery_config(settings: DeliverySettings, url: str | None = None) -> Deliv
     target = url or settings.url
     if not target:
         return None
-    from pipelines.delivery import DeliveryConfig
+    from pipelines.outbound.orchestrator import DeliveryConfig
 
     return DeliveryConfig(
         target,

@@ -713,15 +713,6 @@ class Engine:
             + 200.0 * self.n_entities / n  # registry dict + key tuple, measured ≈ 200 B
         )
 
-    def scratch_for(
-        self, keys: Iterable[tuple[str, str, str]], config: EngineConfig | None = None
-    ) -> Engine:
-        """A small engine holding only the state of ``keys``, for a what-if
-        (:func:`predictor.whatif.scratch_engine`)."""
-        from predictor.whatif import scratch_engine
-
-        return scratch_engine(self, keys, config)
-
 
 _HOST_ARRAYS = ("risk", "risk_ts", "anomaly", "dead", "latest", "host_health")
 _HOST_FILL: dict[str, float | int | bool] = {

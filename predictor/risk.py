@@ -9,8 +9,8 @@ are computed only for rows that lead to an alert or a recommendation.
 The core does no file I/O: :meth:`RiskModel.to_state` gives LightGBM's text and the
 metadata (feature names, horizon, calibration points, training metrics, version, and the
 detector whose anomaly scores it learnt from: a stream running another detector refuses
-it), :meth:`RiskModel.from_state` takes them back. :mod:`pipelines.models` keeps a model
-as a directory (``model.lgb`` + ``meta.json``), :mod:`pipelines.tracking` in MLflow.
+it), :meth:`RiskModel.from_state` takes them back. :mod:`pipelines.training.models` keeps a model
+as a directory (``model.lgb`` + ``meta.json``), :mod:`pipelines.training.tracking` in MLflow.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ class RiskModel:
         """``(model_text, meta)``: LightGBM's text format and the JSON-ready metadata.
 
         The inverse is :meth:`from_state`; files and MLflow are the edges' business
-        (:mod:`pipelines.models`, :mod:`pipelines.tracking`)."""
+        (:mod:`pipelines.training.models`, :mod:`pipelines.training.tracking`)."""
         self._check()
         meta = {
             "params": self.get_params(),

@@ -1,7 +1,7 @@
 """The declared topology: systems, their components, venues, sites and authority.
 
 A pure value parsed from a mapping (the file is read at the edge, by
-:mod:`pipelines.topology_file`; the format is in docs/decisions.md). Every error names the
+:mod:`pipelines.files.topology`; the format is in docs/decisions.md). Every error names the
 field by its path (``systems.eq-oms.authority.max_gross_usd``) and the value.
 
 - **criticality** per component, in [0, 1]: the share of the system's outage loss that a

@@ -1,7 +1,7 @@
 """The FastAPI service: the orchestrators' scoring endpoint, SRE views and metrics.
 
 ``create_app(backend)`` takes anything that offers the read side of the live state (see
-:class:`Backend`); the embedded default passes :class:`pipelines.live.LiveState`, the
+:class:`Backend`); the embedded default passes :class:`pipelines.embedded.live.LiveState`, the
 tests may pass their own. Errors of :mod:`predictor.errors` map to status codes in one
 handler; anything unexpected becomes a JSON 500 with a request id (the traceback goes
 to the log at ERROR with the same id). Every response carries ``X-Request-ID``.
@@ -40,8 +40,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.feedback import FeedbackStore
-from pipelines.live import CursorReset
+from pipelines.embedded.live import CursorReset
+from pipelines.records.feedback import FeedbackStore
 from predictor import __version__
 from predictor.errors import (
     ConfigError,
@@ -110,8 +110,8 @@ GUARDED: dict[int | str, dict[str, Any]] = {
 
 
 class Backend(Protocol):
-    """What the API reads (``pipelines.live.LiveState`` implements it; so does
-    ``pipelines.kafka_backend.KafkaBackend`` for ``precovery serve``).
+    """What the API reads (``pipelines.embedded.live.LiveState`` implements it; so does
+    ``pipelines.kafka.backend.KafkaBackend`` for ``precovery serve``).
 
     A *position* in the recommendation feed is opaque to the API: ``parse_cursor`` makes
     one from a client's cursor, ``position_of`` from a row, ``newer_than`` says whether
@@ -156,9 +156,9 @@ def create_app(
     clients see the connection is alive. ``security``: keys, roles, rate limits, allowed
     hosts and CORS (None: open, any host). ``feedback``: where SREs' verdicts go (None:
     ``/v1/feedback`` answers 503). ``alerts``: the process's
-    :class:`~pipelines.alertmanager.AlertNotifier`, for ``/v1/alerts`` and metrics.
-    ``audit``: the :class:`~pipelines.audit.AuditStore` ``/v1/audit`` reads (None: 501).
-    ``approvals``: :class:`~pipelines.approvals.Approvals` for ``/approve`` and
+    :class:`~pipelines.outbound.alertmanager.AlertNotifier`, for ``/v1/alerts`` and metrics.
+    ``audit``: the :class:`~pipelines.records.audit.AuditStore` ``/v1/audit`` reads (None: 501).
+    ``approvals``: :class:`~pipelines.records.approvals.Approvals` for ``/approve`` and
     ``/reject`` (None: 501).
     """
     sec = security or Security()
@@ -562,7 +562,7 @@ def create_app(
         ``next_cursor``; ``precovery audit export`` writes it all to a file."""
         if audit is None:
             raise NotImplementedError("no audit store configured on this server")
-        from pipelines.audit import parse_time
+        from pipelines.records.audit import parse_time
 
         rows = audit.query(
             kind=kind,
@@ -580,7 +580,7 @@ def create_app(
     def _decide(rec_id: str, decision: str, body: DecisionIn) -> Any:
         if approvals is None:
             raise NotImplementedError("approvals are not served here (precovery demo serves them)")
-        from pipelines.approvals import DecisionConflict
+        from pipelines.records.approvals import DecisionConflict
 
         key = API_KEY.get()
         actor = f"{key.name} ({key.id})" if key is not None else "anonymous (open API)"

@@ -12,7 +12,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pipelines.live import CONDITIONS, LATENCY_BUCKETS
+from pipelines.embedded.live import CONDITIONS, LATENCY_BUCKETS
 
 
 class StatusCollector(Collector):

@@ -46,13 +46,13 @@ settings.load_profile("precovery")
 def small_model() -> RiskModel:
     """A risk model trained on 16 h of a 17-host fleet with many failures (50 trees).
 
-    Features and labels as in ``pipelines.train`` (the stream's engine over simulated
+    Features and labels as in ``pipelines.training.train`` (the stream's engine over simulated
     history), on a small fleet and one LightGBM thread: a few seconds, and good enough
     to rank.
     """
     import numpy as np
 
-    from pipelines.train import build_features, sim_frames
+    from pipelines.training.train import build_features, sim_frames
     from predictor.labels import Incident, make_labels
     from predictor.risk import RiskModel
     from predictor.sim import SimConfig, Simulator
@@ -71,7 +71,7 @@ def small_model() -> RiskModel:
 @pytest.fixture(scope="session")
 def small_model_dir(small_model: RiskModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``small_model`` saved as a model directory."""
-    from pipelines.models import save_model
+    from pipelines.training.models import save_model
 
     return save_model(small_model, tmp_path_factory.mktemp("model") / "small")
 

@@ -4,7 +4,7 @@ Pure numpy/pandas, a subpackage of the core that shares its contracts
 (:mod:`predictor.contracts`: metric and session names): the :class:`Simulator` yields
 telemetry, positions and market state in chunks, plus ground truth (episodes and
 incidents), as a function of its seed and of event time — no clock, no files. Writing a
-simulated history to files is an edge: :func:`pipelines.files.write_dataset`.
+simulated history to files is an edge: :func:`pipelines.files.ports.write_dataset`.
 
 Why a subpackage and not a package of its own: the simulator is the embedded default's
 input and the tests' fixture, it must speak exactly the wire formats the core decodes,

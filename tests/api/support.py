@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from pipelines.live import LiveState
-from pipelines.memory import MemorySink, MemorySource
-from pipelines.stream import StreamWorker, Topics
+from pipelines.embedded.live import LiveState
+from pipelines.embedded.memory import MemorySink, MemorySource
+from pipelines.embedded.stream import StreamWorker, Topics
 from predictor.engine import Engine, EngineConfig
 from predictor.risk import RiskModel
 from tests.factories import SimStream

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.live import LiveState
+from pipelines.embedded.live import LiveState
 from predictor.events import ms_to_iso
 from predictor.risk import RiskModel
 from serve.app import create_app

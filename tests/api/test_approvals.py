@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.approvals import Approvals
-from pipelines.audit import AuditLog, AuditStore, sqlite_url
-from pipelines.delivery import DeliveryConfig, Outbox, Pusher
-from pipelines.demo import _audit_attempt
-from pipelines.live import LiveState
+from pipelines.embedded.demo import _audit_attempt
+from pipelines.embedded.live import LiveState
+from pipelines.outbound.orchestrator import DeliveryConfig, Outbox, Pusher
+from pipelines.records.approvals import Approvals
+from pipelines.records.audit import AuditLog, AuditStore, sqlite_url
 from predictor.engine import Engine, EngineConfig
 from predictor.topology import Topology
 from serve.app import create_app

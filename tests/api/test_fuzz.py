@@ -14,10 +14,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi import checks as oa_checks
 
-from pipelines.approvals import Approvals
-from pipelines.audit import AuditStore, sqlite_url
-from pipelines.feedback import FeedbackStore
-from pipelines.live import LiveState
+from pipelines.embedded.live import LiveState
+from pipelines.records.approvals import Approvals
+from pipelines.records.audit import AuditStore, sqlite_url
+from pipelines.records.feedback import FeedbackStore
 from predictor.risk import RiskModel
 from serve.app import create_app
 from serve.auth import KeyStore

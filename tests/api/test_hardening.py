@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.feed import FeedMonitor
-from pipelines.live import LiveState
+from pipelines.embedded.feed import FeedMonitor
+from pipelines.embedded.live import LiveState
 from predictor.engine import Engine
 from predictor.risk import RiskModel
+from predictor.whatif import scratch_engine
 from serve.app import create_app
 from serve.schemas import SystemDetail
 from tests.api.support import build_live
@@ -188,7 +189,7 @@ def test_score_body_schema_is_in_openapi(client: TestClient) -> None:
 
 
 def test_what_if_copies_only_its_entities(fresh: LiveState) -> None:
-    """``scratch_for`` scores exactly as a whole copy of the engine would."""
+    """``scratch_engine`` scores exactly as a whole copy of the engine would."""
     eng = fresh.engine
     wm = eng.watermark_ms
     assert wm is not None
@@ -210,7 +211,7 @@ def test_what_if_copies_only_its_entities(fresh: LiveState) -> None:
         round(a, 6) for a in res.anomaly.tolist()
     ]
     assert [row["risk"] for row in got["results"]] == [round(r, 6) for r in res.risk.tolist()]
-    small = eng.scratch_for(keys + [("x", "y", "z")])
+    small = scratch_engine(eng, keys + [("x", "y", "z")])
     assert small.n_entities == 3 and small.watermark_ms == wm
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.kafka_backend import KafkaBackend
-from pipelines.live import CursorReset
+from pipelines.embedded.live import CursorReset
+from pipelines.kafka.backend import KafkaBackend
 from predictor.errors import UnknownEntityError, ValidationError
 from serve.app import create_app
 

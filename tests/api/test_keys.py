@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app as cli
-from pipelines.feedback import FeedbackStore
-from pipelines.keys import security_for
-from pipelines.live import LiveState
+from pipelines.cli.main import app as cli
+from pipelines.embedded.live import LiveState
+from pipelines.records.feedback import FeedbackStore
+from pipelines.records.keys import security_for
 from pipelines.settings import Settings
 from predictor.errors import ConfigError, ValidationError
 from predictor.risk import RiskModel
@@ -348,7 +348,7 @@ def test_demo_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
 
 
 def test_tls_options(tmp_path: Path) -> None:
-    from pipelines.keys import tls_options
+    from pipelines.records.keys import tls_options
     from pipelines.settings import ApiSettings
 
     assert tls_options(Settings(state_dir=tmp_path)) == {}

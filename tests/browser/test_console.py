@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.feedback import FeedbackStore
-from pipelines.live import LiveState
+from pipelines.embedded.live import LiveState
+from pipelines.records.feedback import FeedbackStore
 from predictor.risk import RiskModel
 from serve.app import create_app
 from tests.api.support import build_live

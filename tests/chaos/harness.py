@@ -2,9 +2,9 @@
 
 Used by the chaos tests and by ``benchmarks/bench_api.py``: uvicorn serves the app on
 127.0.0.1 from its own event loop in a background thread (so the tests can count that
-loop's tasks), and a :class:`FedWorker` runs a :class:`~pipelines.stream.StreamWorker`
+loop's tasks), and a :class:`FedWorker` runs a :class:`~pipelines.embedded.stream.StreamWorker`
 over an in-memory source that it tops up with steady telemetry, reporting to the live
-state's :class:`~pipelines.feed.FeedMonitor` as the production worker does.
+state's :class:`~pipelines.embedded.feed.FeedMonitor` as the production worker does.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import orjson
 import psutil
 import uvicorn
 
-from pipelines.live import LiveState
-from pipelines.memory import MemorySink, MemorySource
-from pipelines.stream import StreamWorker, Topics
+from pipelines.embedded.live import LiveState
+from pipelines.embedded.memory import MemorySink, MemorySource
+from pipelines.embedded.stream import StreamWorker, Topics
 
 
 class ServerThread:

@@ -25,8 +25,8 @@ import psutil
 import pytest
 from pydantic import TypeAdapter
 
-from pipelines.feed import FeedMonitor
-from pipelines.live import LiveState
+from pipelines.embedded.feed import FeedMonitor
+from pipelines.embedded.live import LiveState
 from predictor.risk import RiskModel
 from serve.app import create_app
 from serve.schemas import (

@@ -23,7 +23,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipelines.delivery import record_id
+from pipelines.outbound.orchestrator import record_id
 
 pytestmark = pytest.mark.chaos
 

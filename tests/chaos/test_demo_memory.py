@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipelines.demo import DemoConfig, DemoRun, run_demo
+from pipelines.embedded.demo import DemoConfig, DemoRun, run_demo
 from predictor.risk import RiskModel
 
 pytestmark = pytest.mark.chaos

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.audit import AuditStore, Record, parse_time, sqlite_url
-from pipelines.cli import app
+from pipelines.cli.main import app
+from pipelines.records.audit import AuditStore, Record, parse_time, sqlite_url
 
 runner = CliRunner()
 T0 = parse_time("2026-01-05T12:00:00Z", "t0")

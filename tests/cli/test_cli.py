@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.models import load_model
+from pipelines.cli.main import app
+from pipelines.training.models import load_model
 from predictor.detectors.calibration import score_from_bits
 from predictor.events import SESSIONS, parse_ts
 from predictor.features import DEFAULT_METRICS

@@ -15,9 +15,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import pipelines.train
-from pipelines.cli import app
-from pipelines.console import progress
+import pipelines.training.train
+from pipelines.cli.console import progress
+from pipelines.cli.main import app
 
 runner = CliRunner()
 
@@ -44,7 +44,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("features computed before the inputs were checked")
 
-    monkeypatch.setattr(pipelines.train, "build_features", boom)
+    monkeypatch.setattr(pipelines.training.train, "build_features", boom)
 
 
 # -- simulate / evaluate: durations ------------------------------------------------------
@@ -90,7 +90,7 @@ def test_detect_names_the_text_cells_of_a_numeric_column(tmp_path: Path) -> None
 def test_detect_names_text_cells_past_the_first_chunk_and_leaves_no_output(
     tmp_path: Path,
 ) -> None:
-    from pipelines.detect import detect_file
+    from pipelines.offline.detect import detect_file
     from predictor.errors import ValidationError
 
     src = series_csv(tmp_path / "long.csv", n=300)
@@ -101,8 +101,8 @@ def test_detect_names_text_cells_past_the_first_chunk_and_leaves_no_output(
     with pytest.raises(ValidationError, match=r"row 251 column value 'oops'"):
         detect_file(src, out, chunk_rows=100)  # the head check sees all 300 rows...
     with pytest.raises(ValidationError, match=r"row 251 column value 'oops'"):
-        from pipelines.detect import DetectPlan, run_detect
-        from pipelines.frames import Layout
+        from pipelines.files.frames import Layout
+        from pipelines.offline.detect import DetectPlan, run_detect
 
         plan = DetectPlan(src, out, "csv", Layout("timestamp", (), ("value",)))
         run_detect(plan, chunk_rows=100)  # ...and so does each streamed chunk

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from pipelines import evaluate_detectors as ev
-from pipelines.cli import app
+from pipelines.cli.main import app
+from pipelines.offline import evaluate_detectors as ev
 
 runner = CliRunner()
 

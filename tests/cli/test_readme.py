@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 import typer
 
-from pipelines.cli import app
-from pipelines.cli_reference import reference, splice
+from pipelines.cli.main import app
+from pipelines.cli.reference import reference, splice
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

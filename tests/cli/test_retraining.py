@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.evaluation import KEYS
+from pipelines.cli.main import app
+from pipelines.training.evaluation import KEYS
 from tests.factories import SimStream
 from tests.unit.test_engine import split
 
@@ -82,7 +82,7 @@ def test_train_logs_the_run_and_registers_a_model_that_round_trips(
 
     from mlflow import MlflowClient
 
-    from pipelines.tracking import load_model_uri
+    from pipelines.training.tracking import load_model_uri
 
     client = MlflowClient(mlflow_env)
     mv = client.get_model_version("failure-risk", "1")
@@ -119,10 +119,10 @@ def test_promote_sets_a_first_champion_then_only_a_better_one(
     assert code == 0 and "version 1 is now @champion (first champion)" in text, text
 
     # v2: a deliberately poor fit (2 leaves, 3 trees) on the same data, through the API
-    from pipelines.frames import iter_frames
+    from pipelines.files.frames import iter_frames
     from pipelines.settings import MlflowSettings
-    from pipelines.tracking import Tracker
-    from pipelines.train import TrainConfig, build_features, read_incidents, train_full
+    from pipelines.training.tracking import Tracker
+    from pipelines.training.train import TrainConfig, build_features, read_incidents, train_full
 
     cfg = TrainConfig(horizon_s=900.0, min_warning_s=120.0, n_estimators=3, num_leaves=2)
     data = build_features(iter_frames(history / "telemetry.parquet"), None, cfg.stride)
@@ -200,11 +200,11 @@ def test_a_weak_model_is_neither_registered_nor_saved(
 def test_the_live_state_swaps_to_a_new_champion_between_batches(
     mlflow_env: str, failure_stream: SimStream, tmp_path: Path
 ) -> None:
-    from pipelines.audit import AuditLog, AuditStore, sqlite_url
-    from pipelines.champion import follow_champion, load_champion
-    from pipelines.live import LiveState
+    from pipelines.embedded.live import LiveState
+    from pipelines.records.audit import AuditLog, AuditStore, sqlite_url
     from pipelines.settings import MlflowSettings
-    from pipelines.tracking import Tracker
+    from pipelines.training.champion import follow_champion, load_champion
+    from pipelines.training.tracking import Tracker
     from predictor.engine import Engine, EngineConfig
     from tests.factories import decode
 

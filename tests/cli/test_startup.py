@@ -32,15 +32,15 @@ HEAVY = (
     "predictor.engine",
     "predictor.sim",
     "predictor.risk",
-    "pipelines.stream",
+    "pipelines.embedded.stream",
     "pipelines.settings",
-    "pipelines.frames",
+    "pipelines.files.frames",
     "serve",
 )
 
 PROBE = """
 import json, sys
-from pipelines.cli import app
+from pipelines.cli.main import app
 try:
     app(sys.argv[2:], prog_name="precovery")
 except SystemExit as exc:
@@ -71,7 +71,7 @@ def _heavy(modules: set[str]) -> list[str]:
 
 def test_importing_the_cli_loads_nothing_heavy(tmp_path: Path) -> None:
     code, modules, _ = _probe(tmp_path)  # no arguments: prints the help
-    assert "pipelines.cli" in modules and "typer" in modules
+    assert "pipelines.cli.main" in modules and "typer" in modules
     assert _heavy(modules) == []
 
 

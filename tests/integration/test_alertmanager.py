@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.alertmanager import AlertmanagerClient, AlertNotifier
+from pipelines.outbound.alertmanager import AlertmanagerClient, AlertNotifier
 from tests.unit.test_alerts import rec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +154,7 @@ def test_the_demo_s_recommendations_show_up_as_alerts(
 
     from rich.console import Console
 
-    from pipelines.demo import DemoConfig, run_demo
+    from pipelines.embedded.demo import DemoConfig, run_demo
 
     url, hooks = alertmanager
     client = AlertmanagerClient(url)

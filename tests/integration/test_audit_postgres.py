@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from pipelines.audit import AuditLog, AuditStore, model_changed
+from pipelines.records.audit import AuditLog, AuditStore, model_changed
 from tests.integration.test_mlflow_postgres import postgres  # noqa: F401  (the fixture)
 
 

@@ -20,9 +20,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.partition import engine_factory
-from pipelines.stream import Topics
+from pipelines.embedded.stream import Topics
+from pipelines.kafka.partition import engine_factory
+from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
 from predictor.engine import EngineConfig
 from predictor.events import parse_ts
 from tests.factories import POISON

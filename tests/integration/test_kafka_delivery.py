@@ -19,8 +19,8 @@ import pytest
 import uvicorn
 from kafka import KafkaProducer
 
-from pipelines.delivery import DeliveryConfig
-from pipelines.kafka_delivery import KafkaDeliverer
+from pipelines.kafka.delivery import KafkaDeliverer
+from pipelines.outbound.orchestrator import DeliveryConfig
 from serve.orchestrator import create_orchestrator
 from tests.unit.test_delivery import rec
 

@@ -2,7 +2,7 @@
 
 ``scripts/postgres start`` runs the Debian package's PostgreSQL on its own port and data
 directory; the test starts ``mlflow server`` on it, logs and registers a model through
-:class:`~pipelines.tracking.Tracker`, promotes it and loads ``@champion`` back, then
+:class:`~pipelines.training.tracking.Tracker`, promotes it and loads ``@champion`` back, then
 checks the rows really are in PostgreSQL. A missing PostgreSQL is a failure with the
 reason, never a skip.
 """
@@ -106,7 +106,7 @@ def server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _small_result() -> tuple[object, object, np.ndarray]:
     """A tiny history whose metric climbs in the 15 min before each incident."""
-    from pipelines.train import Dataset, TrainConfig, train_full
+    from pipelines.training.train import Dataset, TrainConfig, train_full
     from predictor.labels import Incident
 
     rng = np.random.default_rng(0)
@@ -135,7 +135,7 @@ def test_a_run_registered_on_a_postgres_backed_server_comes_back_as_champion(
     server: str, postgres: str
 ) -> None:
     from pipelines.settings import MlflowSettings
-    from pipelines.tracking import Tracker, load_model_uri
+    from pipelines.training.tracking import Tracker, load_model_uri
 
     result, cfg, x = _small_result()
     tracker = Tracker(MlflowSettings(tracking_uri=server, experiment="integration"))

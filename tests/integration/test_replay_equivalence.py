@@ -17,12 +17,12 @@ from pathlib import Path
 import orjson
 
 from pipelines.driver import Topics
-from pipelines.files import write_dataset
-from pipelines.kafka_sim import simulate_to_kafka
-from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.memory import MemorySink, MemorySource
-from pipelines.partition import engine_factory
-from pipelines.replay import replay_history, run_records, sim_records
+from pipelines.embedded.memory import MemorySink, MemorySource
+from pipelines.files.ports import write_dataset
+from pipelines.kafka.partition import engine_factory
+from pipelines.kafka.sim import simulate_to_kafka
+from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
+from pipelines.offline.replay import replay_history, run_records, sim_records
 from predictor.engine import Engine, EngineConfig
 from predictor.risk import RiskModel
 from predictor.sim import SimConfig, Simulator

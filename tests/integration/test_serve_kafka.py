@@ -19,11 +19,11 @@ import httpx
 import orjson
 import pytest
 
-from pipelines.kafka_sim import simulate_to_kafka
-from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.ops import start_ops
-from pipelines.partition import engine_factory
-from pipelines.stream import Topics
+from pipelines.embedded.ops import start_ops
+from pipelines.embedded.stream import Topics
+from pipelines.kafka.partition import engine_factory
+from pipelines.kafka.sim import simulate_to_kafka
+from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
 from predictor.engine import EngineConfig
 from predictor.risk import RiskModel
 from predictor.sim import SimConfig

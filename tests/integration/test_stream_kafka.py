@@ -30,11 +30,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipelines.checkpoint import CheckpointStore
-from pipelines.kafka_sim import SimSent, simulate_to_kafka
-from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.partition import MarketLog, PartitionTask, engine_factory
-from pipelines.stream import Topics
+from pipelines.embedded.stream import Topics
+from pipelines.kafka.checkpoint import CheckpointStore
+from pipelines.kafka.partition import MarketLog, PartitionTask, engine_factory
+from pipelines.kafka.sim import SimSent, simulate_to_kafka
+from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
 from predictor.engine import Engine, EngineConfig, StepResult
 from predictor.events import TelemetryBatch, parse_market
 from predictor.ports import RawRecord
@@ -373,7 +373,7 @@ def test_simulate_to_stream_end_to_end(
     failovers = [r for r in recs if r["action"] == "failover_now"]
     assert failovers, recs
     # every published recommendation is in the audit trail, with its figures (docs/audit.md)
-    from pipelines.audit import AuditStore, sqlite_url
+    from pipelines.records.audit import AuditStore, sqlite_url
 
     audited = AuditStore(sqlite_url(tmp_path / "audit.sqlite")).query(
         kind="recommendation", limit=None
@@ -475,7 +475,7 @@ def test_malformed_oversized_and_poison_go_to_the_dlq_while_the_stream_goes_on(
     model: RiskModel,
 ) -> None:
     sent = produce(kafka_bootstrap, topics, 0.5, bad_every=50)
-    from pipelines.kafka_io import KafkaSink, make_producer
+    from pipelines.kafka.client_python import KafkaSink, make_producer
 
     sink = KafkaSink(make_producer(kafka_bootstrap))
     from predictor.ports import OutRecord

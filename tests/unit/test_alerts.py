@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pipelines.alertmanager import AlertmanagerClient, AlertNotifier, rfc3339
+from pipelines.outbound.alertmanager import AlertmanagerClient, AlertNotifier, rfc3339
 from predictor.alerts import AlertPolicy, desired_alerts, severity
 
 

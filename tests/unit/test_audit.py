@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipelines import cli_audit
-from pipelines.audit import (
+from pipelines.cli import audit as cli_audit
+from pipelines.records.audit import (
     KINDS,
     AuditLog,
     AuditStore,
@@ -183,8 +183,8 @@ def test_the_kafka_deliverer_audits_every_attempt(store: AuditStore) -> None:
     import httpx
     import orjson
 
-    from pipelines.delivery import DeliveryConfig
-    from pipelines.kafka_delivery import KafkaDeliverer
+    from pipelines.kafka.delivery import KafkaDeliverer
+    from pipelines.outbound.orchestrator import DeliveryConfig
 
     answers = iter([503, 200])
     transport = httpx.MockTransport(lambda req: httpx.Response(next(answers), json={}))

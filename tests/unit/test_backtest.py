@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.backtest import (
+from pipelines.cli.main import app
+from pipelines.files.ports import write_dataset
+from pipelines.offline.backtest import (
     KEYS,
     POLICIES,
     BacktestConfig,
@@ -19,8 +21,6 @@ from pipelines.backtest import (
     svg_plot,
     table,
 )
-from pipelines.cli import app
-from pipelines.files import write_dataset
 from predictor.engine import EngineConfig
 from predictor.market import CostConfig
 from predictor.risk import RiskModel

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from pipelines.delivery import DeliveryConfig, Outbox, Pusher, signature
+from pipelines.outbound.orchestrator import DeliveryConfig, Outbox, Pusher, signature
 from serve.orchestrator import create_orchestrator
 
 # Starlette 1.x warns at import that its TestClient wants ``httpx2`` (see tests/api).

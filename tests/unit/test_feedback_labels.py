@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.feedback import LABEL_COLUMNS, FeedbackStore
-from pipelines.train import FALSE_ALARM_WEIGHT, Dataset, TrainConfig, apply_feedback
+from pipelines.records.feedback import LABEL_COLUMNS, FeedbackStore
+from pipelines.training.train import FALSE_ALARM_WEIGHT, Dataset, TrainConfig, apply_feedback
 from predictor.errors import ValidationError
 from predictor.events import parse_ts
 from predictor.labels import Incident

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.models import BASELINE_DIR, load_model
+from pipelines.training.models import BASELINE_DIR, load_model
 from predictor.engine import Engine, EngineConfig
 from predictor.events import decode_telemetry
 from predictor.sim import SimConfig, Simulator, telemetry_events

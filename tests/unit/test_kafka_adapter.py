@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.kafka_adapter import CLIENTS, DEFAULT_CLIENT, TP, client_name
+from pipelines.kafka.adapter import TP
+from pipelines.kafka.clients import CLIENTS, DEFAULT_CLIENT, client_name
 from predictor.errors import ConfigError
 
 

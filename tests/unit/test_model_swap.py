@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.kafka_stream import KafkaStreamWorker, StreamConfig
-from pipelines.memory import MemorySink
-from pipelines.models import BASELINE_DIR, load_model
-from pipelines.partition import PartitionTask, engine_factory
+from pipelines.embedded.memory import MemorySink
+from pipelines.kafka.partition import PartitionTask, engine_factory
+from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
+from pipelines.training.models import BASELINE_DIR, load_model
 from predictor.engine import EngineConfig
 
 

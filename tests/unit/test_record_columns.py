@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from pipelines.driver import RecordColumns, Topics
-from pipelines.partition import PartitionTask, engine_factory
+from pipelines.kafka.partition import PartitionTask, engine_factory
 from predictor.engine import EngineConfig
 from predictor.ports import RawRecord
 from predictor.risk import RiskModel

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pipelines.models import load_model, save_model
+from pipelines.training.models import load_model, save_model
 from predictor.errors import ModelError
 from predictor.risk import RiskModel
 
@@ -134,7 +134,7 @@ def test_a_model_declares_its_inputs_whatever_the_metric_names(tmp_path: Path) -
     """Train on metrics nobody named in advance; the model says what it takes."""
     import pandas as pd
 
-    from pipelines.train import build_features
+    from pipelines.training.train import build_features
     from predictor.engine import Engine, EngineConfig
 
     rng = np.random.default_rng(0)

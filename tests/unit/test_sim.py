@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.files import write_dataset
+from pipelines.files.ports import write_dataset
 from predictor.errors import ConfigError, ValidationError
 from predictor.sim import (
     FAILURE_MODES,

@@ -115,7 +115,7 @@ def test_a_step_merges_reports_after_its_recommendations_by_time() -> None:
 
 
 def test_reports_queue_in_the_orchestrator_outbox_by_report_id(tmp_path: Path) -> None:
-    from pipelines.delivery import Outbox
+    from pipelines.outbound.orchestrator import Outbox
 
     reports = run(Engine(EngineConfig()), quiet_steps=100)
     outbox = Outbox(tmp_path / "outbox.sqlite")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import orjson
 import pytest
 
-from pipelines.memory import MemorySink, MemorySource
-from pipelines.stream import StreamWorker, Topics
+from pipelines.embedded.memory import MemorySink, MemorySource
+from pipelines.embedded.stream import StreamWorker, Topics
 from predictor.engine import Engine, EngineConfig
 from predictor.errors import SinkError
 from predictor.ports import OutRecord
@@ -219,7 +219,7 @@ def test_a_dead_worker_thread_is_reported_not_silent(caplog: pytest.LogCaptureFi
 
 def test_a_lost_feed_flags_health_and_blames_nobody() -> None:
     clock = [0.0]
-    from pipelines.feed import FeedMonitor
+    from pipelines.embedded.feed import FeedMonitor
 
     feed = FeedMonitor(lost_after_s=5.0, clock=lambda: clock[0])
     source, sink = MemorySource(), MemorySink()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.topology_file import read_topology, with_topology
+from pipelines.files.topology import read_topology, with_topology
 from predictor.engine import EngineConfig
 from predictor.errors import ConfigError
 from predictor.topology import Topology
@@ -80,7 +80,7 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def test_replay_names_a_bad_topology_field(tmp_path: Path, small_model_dir: Path) -> None:
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.cli.main import app
 
     history = tmp_path / "history"
     history.mkdir()

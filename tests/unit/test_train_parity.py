@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.train import build_features
+from pipelines.training.train import build_features
 from predictor.engine import Engine, EngineConfig
 from predictor.features import DEFAULT_METRICS
 from tests.factories import SimStream, decode

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.train import (
+from pipelines.training.train import (
     StreamSample,
     TrainConfig,
     build_features,

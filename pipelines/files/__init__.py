@@ -1,0 +1,1 @@
+"""Files: telemetry tables in bounded chunks, files as Source and Sink, topology files."""

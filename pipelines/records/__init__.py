@@ -1,0 +1,1 @@
+"""Durable records (SQLAlchemy or SQLite): the audit trail, approvals, feedback, API keys."""
