@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from pipelines.cli import inputs
-from pipelines.cli.console import Mkdir, console, fail, progress
+from pipelines.cli.console import console, fail, progress
+from pipelines.cli.options import STATE_DIR, Mkdir, StateDir
 from predictor.errors import PrecoveryError, ValidationError
 
 audit_app = typer.Typer(
@@ -68,9 +69,7 @@ def export(
             help="The audit store, any SQLAlchemy URL (default: <state-dir>/audit.sqlite)",
         ),
     ] = None,
-    state_dir: Annotated[
-        Path, typer.Option(envvar="PRECOVERY_STATE_DIR", help="Local state directory")
-    ] = Path(".precovery"),
+    state_dir: StateDir = STATE_DIR,
     mkdir: Mkdir = False,
 ) -> None:
     """Write audit records, oldest first, to --out: one JSON object per line (id, at,

@@ -11,33 +11,23 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli import inputs
-from pipelines.cli.console import (
-    Mkdir,
-    TopologyFile,
-    Verbose,
-    console,
-    fail,
-    progress,
-    setup_logging,
-)
+from pipelines.cli import inputs, options
+from pipelines.cli.console import console, fail, progress, setup_logging
+from pipelines.cli.options import Mkdir, TopologyFile, Verbose
 from predictor.errors import PrecoveryError, ValidationError
 
 
 def backtest(
     history: Annotated[
         Path,
-        typer.Option(
-            envvar="PRECOVERY_HISTORY",
-            help="History folder: telemetry.*, positions.*, market.*, incidents.csv "
-            "(what precovery simulate writes)",
+        options.history(
+            "History folder: telemetry.*, positions.*, market.*, incidents.csv "
+            "(what precovery simulate writes)"
         ),
     ],
     json_out: Annotated[
         Path | None,
-        typer.Option(
-            "--json", envvar="PRECOVERY_BACKTEST_JSON", help="Write the table here (JSON list)"
-        ),
+        options.json_file("Write the table here (JSON list)", envvar="PRECOVERY_BACKTEST_JSON"),
     ] = None,
     plot: Annotated[
         Path | None,
@@ -46,10 +36,7 @@ def backtest(
         ),
     ] = None,
     model_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory (default: baseline)"
-        ),
+        Path | None, options.model_dir("Risk model directory (default: baseline)")
     ] = None,
     topology: TopologyFile = None,
     detect_s: Annotated[

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,23 +23,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pipelines.cli.options import Detector as Detector  # re-exported: defined once there
+from pipelines.cli.options import Mkdir as Mkdir
+from pipelines.cli.options import TopologyFile as TopologyFile
+from pipelines.cli.options import Verbose as Verbose
 from predictor.errors import ConfigError, ValidationError
 
 #: Human output (progress, results) goes to stderr; data goes to files or stdout. Soft
 #: wrap: off a terminal one message is one line, whatever its length (greppable).
 console = Console(stderr=True, soft_wrap=True)
-
-Verbose = Annotated[
-    bool,
-    typer.Option("--verbose", "-v", envvar="PRECOVERY_VERBOSE", help="Log at DEBUG level"),
-]
-
-Mkdir = Annotated[
-    bool,
-    typer.Option(
-        "--mkdir", envvar="PRECOVERY_MKDIR", help="Create the output's folder if it is missing"
-    ),
-]
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -85,23 +75,3 @@ def fail(exc: Exception, code: int | None = None) -> typer.Exit:
     """Print the error as one line on stderr and return the exit to raise."""
     console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
     return typer.Exit(exit_code(exc) if code is None else code)
-
-
-TopologyFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--topology",
-        envvar="PRECOVERY_TOPOLOGY_FILE",
-        help="Systems, criticality, venues, sites, authority and cost parameters, YAML or "
-        "JSON (docs/decisions.md); default: every component critical, authority approve",
-    ),
-]
-
-Detector = Annotated[
-    str,
-    typer.Option(
-        envvar="PRECOVERY_DETECTOR",
-        help="surprise (calibrated, default) or surprise_hst (with river's HalfSpaceTrees, "
-        "~1 MiB per host: small fleets); the model must have been trained on the same detector",
-    ),
-]

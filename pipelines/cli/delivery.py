@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from pipelines.cli import inputs
-from pipelines.cli.console import Mkdir, Verbose, console, fail, setup_logging
+from pipelines.cli.console import console, fail, setup_logging
+from pipelines.cli.options import Bootstrap, IdleExit, Mkdir, Verbose
 from predictor.errors import PrecoveryError, ValidationError
 
 
@@ -59,12 +60,7 @@ def orchestrator(
 
 
 def deliver(
-    bootstrap: Annotated[
-        str,
-        typer.Option(
-            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
-        ),
-    ],
+    bootstrap: Bootstrap,
     url: Annotated[
         str | None,
         typer.Option(
@@ -75,9 +71,7 @@ def deliver(
     group: Annotated[
         str, typer.Option(envvar="PRECOVERY_DELIVERY_GROUP", help="Consumer group of deliverers")
     ] = "precovery-delivery",
-    idle_exit_s: Annotated[
-        float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this idle")
-    ] = None,
+    idle_exit_s: IdleExit = None,
     verbose: Verbose = False,
 ) -> None:
     """Push recommendations.v1 from Kafka to the orchestrator (the topic is the outbox).

@@ -8,12 +8,14 @@ Only the standard library here: a wrong path is reported in a fraction of a seco
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from predictor.errors import ValidationError
 
 TABLE_SUFFIXES = {".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 FORMATS = ("csv", "parquet")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def input_file(path: Path, option: str) -> Path:
@@ -128,3 +130,18 @@ def distinct(out: Path, inputs: list[Path | None], option: str = "--out") -> Non
             raise ValidationError(
                 "bad_option", f"{option} {out} is also an input; give another name"
             )
+
+
+def duration_s(text: str, option: str) -> float:
+    """Seconds from ``30m``, ``2h``, ``90s`` or a plain number of seconds.
+
+    >>> duration_s("30m", "--horizon"), duration_s("1800", "--horizon"), duration_s("2h", "-")
+    (1800.0, 1800.0, 7200.0)
+    """
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", text.lower())
+    if not m or m.group(2) not in _UNITS or float(m.group(1)) <= 0:
+        raise ValidationError(
+            "bad_option",
+            f"{option} {text!r}: expected a positive duration like 30m, 2h, 90s or 1800",
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]

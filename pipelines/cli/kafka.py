@@ -13,15 +13,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pipelines.cli import inputs
-from pipelines.cli.console import (
+from pipelines.cli import inputs, options
+from pipelines.cli.console import console, fail, progress, setup_logging
+from pipelines.cli.options import (
+    STATE_DIR,
+    Bootstrap,
+    BootstrapArgument,
     Detector,
+    FailuresPerDay,
+    IdleExit,
+    Partitions,
+    Seed,
+    TopicPrefix,
     TopologyFile,
     Verbose,
-    console,
-    fail,
-    progress,
-    setup_logging,
 )
 from predictor.errors import PrecoveryError
 
@@ -35,54 +40,35 @@ def prefixed_topics(k: KafkaSettings, prefix: str) -> Topics:
     from pipelines.embedded.stream import Topics
 
     return Topics(
-        *(
-            prefix + t
-            for t in (
-                k.telemetry_topic,
-                k.positions_topic,
-                k.market_topic,
-                k.recommendations_topic,
-                k.health_topic,
-                k.dlq_topic,
-            )
-        )
+        telemetry=prefix + k.telemetry_topic,
+        positions=prefix + k.positions_topic,
+        market=prefix + k.market_topic,
+        recommendations=prefix + k.recommendations_topic,
+        health=prefix + k.health_topic,
+        dlq=prefix + k.dlq_topic,
+        commands=prefix + k.commands_topic,
     )
 
 
 def stream(
-    bootstrap: Annotated[
-        str,
-        typer.Option(
-            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
-        ),
-    ],
+    bootstrap: Bootstrap,
     group: Annotated[
         str, typer.Option(envvar="PRECOVERY_KAFKA__GROUP_ID", help="Consumer group")
     ] = "precovery-stream",
     detector: Detector = "surprise",
     topology: TopologyFile = None,
     state_dir: Annotated[
-        Path,
-        typer.Option(
-            envvar="PRECOVERY_STATE_DIR", help="Checkpoints go to <state-dir>/checkpoints"
-        ),
-    ] = Path(".precovery"),
-    model_dir: Annotated[
-        Path | None,
-        typer.Option("--model", envvar="PRECOVERY_MODEL_DIR", help="Risk model directory"),
-    ] = None,
+        Path, options.state_dir("Checkpoints go to <state-dir>/checkpoints")
+    ] = STATE_DIR,
+    model_dir: Annotated[Path | None, options.model_dir()] = None,
     no_model: Annotated[
         bool, typer.Option(envvar="PRECOVERY_NO_MODEL", help="Heartbeat rule only, no risk model")
     ] = False,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
-    ] = "",
+    topic_prefix: TopicPrefix = "",
     create_topics: Annotated[
         bool, typer.Option(envvar="PRECOVERY_CREATE_TOPICS", help="Create missing topics first")
     ] = True,
-    partitions: Annotated[
-        int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
-    ] = 3,
+    partitions: Partitions = 3,
     max_batch: Annotated[
         int,
         typer.Option(envvar="PRECOVERY_KAFKA__MAX_POLL_RECORDS", help="Records per micro-batch"),
@@ -100,9 +86,7 @@ def stream(
     client_id: Annotated[
         str | None, typer.Option(envvar="PRECOVERY_CLIENT_ID", help="Kafka client id")
     ] = None,
-    idle_exit_s: Annotated[
-        float | None, typer.Option(envvar="PRECOVERY_IDLE_EXIT_S", help="Stop after this long idle")
-    ] = None,
+    idle_exit_s: IdleExit = None,
     ops_port: Annotated[
         int | None,
         typer.Option(
@@ -151,6 +135,7 @@ def stream(
                     "recommendations": topics.recommendations,
                     "health": topics.health,
                     "dlq": topics.dlq,
+                    "commands": topics.commands or "",
                 },
                 partitions=partitions,
             )
@@ -208,36 +193,22 @@ def stream(
 
 
 def simulate_kafka(
-    bootstrap: Annotated[
-        str,
-        typer.Argument(
-            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
-        ),
-    ],
-    hours: Annotated[float, typer.Option(envvar="PRECOVERY_HOURS", help="Simulated hours")] = 1.0,
-    seed: Annotated[int, typer.Option(envvar="PRECOVERY_SEED", help="Simulator seed")] = 7,
-    failures_per_day: Annotated[
-        float, typer.Option(envvar="PRECOVERY_FAILURES_PER_DAY", help="Random failures per day")
-    ] = 12.0,
+    bootstrap: BootstrapArgument,
+    hours: Annotated[float, options.hours()] = 1.0,
+    seed: Seed = 7,
+    failures_per_day: FailuresPerDay = 12.0,
     copies: Annotated[
         int, typer.Option(envvar="PRECOVERY_COPIES", help="Copies of the base fleet")
     ] = 1,
-    rate: Annotated[
-        float,
-        typer.Option(envvar="PRECOVERY_RATE", help="Telemetry events/s; 0 = as fast as possible"),
-    ] = 0.0,
+    rate: Annotated[float, options.rate("Telemetry events/s; 0 = as fast as possible")] = 0.0,
     bad_every: Annotated[
         int,
         typer.Option(
             envvar="PRECOVERY_BAD_EVERY", help="Every Nth telemetry record broken; 0 = none"
         ),
     ] = 0,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
-    ] = "",
-    partitions: Annotated[
-        int, typer.Option(envvar="PRECOVERY_PARTITIONS", help="Partitions of topics this creates")
-    ] = 3,
+    topic_prefix: TopicPrefix = "",
+    partitions: Partitions = 3,
     verbose: Verbose = False,
 ) -> None:
     """`precovery simulate` into Kafka: telemetry, positions, market and incidents topics."""

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipelines.cli import options
 from pipelines.cli.console import console, fail
+from pipelines.cli.options import STATE_DIR, StateDir
 from predictor.errors import PrecoveryError
 
 if TYPE_CHECKING:
@@ -32,7 +34,6 @@ KeysFile = Annotated[
         help="Key file (default <state-dir>/api-keys.json)",
     ),
 ]
-StateDir = Annotated[Path, typer.Option(envvar="PRECOVERY_STATE_DIR", help="Local state directory")]
 
 
 def _store(keys_file: Path | None, state_dir: Path) -> KeyStore:
@@ -55,7 +56,7 @@ def create(
         ),
     ] = None,
     keys_file: KeysFile = None,
-    state_dir: StateDir = Path(".precovery"),
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
     """Create a key; prints it once (store it now: only its hash is kept)."""
     try:
@@ -70,11 +71,9 @@ def create(
 
 @keys_app.command("list")
 def list_keys(
-    json_out: Annotated[
-        bool, typer.Option("--json", envvar="PRECOVERY_JSON", help="As JSON lines")
-    ] = False,
+    json_out: Annotated[bool, options.json_lines("As JSON lines")] = False,
     keys_file: KeysFile = None,
-    state_dir: StateDir = Path(".precovery"),
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
     """Keys with id, name, role, creation and revocation (never secrets or hashes)."""
     try:
@@ -96,7 +95,7 @@ def list_keys(
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (precovery keys list)")],
     keys_file: KeysFile = None,
-    state_dir: StateDir = Path(".precovery"),
+    state_dir: StateDir = STATE_DIR,
 ) -> None:
     """Revoke a key: running servers refuse it within a second."""
     try:

@@ -11,28 +11,18 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.console import Verbose, console, fail, setup_logging
+from pipelines.cli import options
+from pipelines.cli.console import console, fail, setup_logging
+from pipelines.cli.options import STATE_DIR, Bootstrap, TopicPrefix, Verbose
 from predictor.errors import PrecoveryError, ValidationError
 
 
 def serve(
-    bootstrap: Annotated[
-        str,
-        typer.Option(
-            envvar="PRECOVERY_KAFKA__BOOTSTRAP_SERVERS", help="Kafka host:port[,host:port]"
-        ),
-    ],
-    host: Annotated[str, typer.Option(envvar="PRECOVERY_API__HOST", help="Listen address")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(envvar="PRECOVERY_API__PORT", help="Listen port")] = 8000,
-    topic_prefix: Annotated[
-        str, typer.Option(envvar="PRECOVERY_TOPIC_PREFIX", help="Prefix of every topic name")
-    ] = "",
-    state_dir: Annotated[
-        Path,
-        typer.Option(envvar="PRECOVERY_STATE_DIR", help="API keys and feedback live here"),
-    ] = Path(".precovery"),
+    bootstrap: Bootstrap,
+    host: Annotated[str, options.api_host("Listen address")] = "127.0.0.1",
+    port: Annotated[int, options.api_port("Listen port")] = 8000,
+    topic_prefix: TopicPrefix = "",
+    state_dir: Annotated[Path, options.state_dir("API keys and feedback live here")] = STATE_DIR,
     max_recent: Annotated[
         int,
         typer.Option(
@@ -85,12 +75,26 @@ def serve(
         recommendations_topic=topic_prefix + k.recommendations_topic,
         max_recent=max_recent,
     ).start()
+    # Approvals: decisions audited (committed before the answer), an approved failover
+    # sent to the workers as a command (docs/kafka.md, "Approvals on Kafka").
+    from pipelines.kafka.clients import kafka_client
+    from pipelines.kafka.commands import CommandPublisher
+    from pipelines.records.approvals import Approvals
+    from pipelines.records.audit import AuditLog, AuditStore, audit_url
+
+    audit = AuditLog(AuditStore(audit_url(state_dir, settings.audit_url)))
+    publisher = CommandPublisher(
+        kafka_client().sink(bootstrap, client_id="precovery-serve-commands"),
+        topic_prefix + k.commands_topic,
+        topic_prefix + k.recommendations_topic,
+    )
     app = create_app(
         backend,
         max_body_bytes=settings.api.max_body_bytes,
         security=security,
         feedback=feedback_store(settings),
-        audit=_audit_reader(settings.audit_url, state_dir),
+        audit=audit.store,
+        approvals=Approvals(backend, audit, publisher.forward, fail_over=publisher.fail_over),
     )
     scheme = "https" if tls else "http"
     console.print(f"precovery serve on {scheme}://{host}:{port} — {mode}")
@@ -98,13 +102,6 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="warning", **tls)
     finally:
         backend.stop()
+        publisher.close()
+        audit.close()
 
-
-def _audit_reader(url: str | None, state_dir: Path) -> object:
-    """The audit store ``GET /v1/audit`` reads: ``PRECOVERY_AUDIT_URL``, or an
-    ``audit.sqlite`` already in the state dir; None (501) when there is neither."""
-    if url is None and not (state_dir / "audit.sqlite").is_file():
-        return None
-    from pipelines.records.audit import AuditStore, audit_url
-
-    return AuditStore(audit_url(state_dir, url))
