@@ -62,6 +62,9 @@ class Topics:
     recommendations: str = contracts.TOPIC_RECOMMENDATIONS
     health: str = contracts.TOPIC_HEALTH
     dlq: str = contracts.TOPIC_DLQ
+    #: Failover commands from the API (:mod:`pipelines.kafka.commands`); None: the
+    #: workers read none (approvals are then taken only where the engine is, the demo).
+    commands: str | None = None
 
 
 class RecordColumns(Sequence[RawRecord]):

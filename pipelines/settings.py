@@ -31,6 +31,9 @@ class KafkaSettings(BaseModel):
     recommendations_topic: str = Field("recommendations.v1", description="Output, key = system")
     health_topic: str = Field("health.v1", description="Output, compacted, key = system")
     dlq_topic: str = Field("telemetry.dlq.v1", description="Output: rejected input and why")
+    commands_topic: str = Field(
+        "commands.v1", description="Approved failovers, from the API to the workers (1 partition)"
+    )
     max_poll_records: int = Field(5000, description="Records per micro-batch, at most")
     max_message_bytes: int = Field(64 * 1024, description="Larger input goes to the DLQ, bytes")
 

@@ -23,6 +23,7 @@ TOPIC_INCIDENTS = "incidents.v1"
 TOPIC_RECOMMENDATIONS = "recommendations.v1"
 TOPIC_HEALTH = "health.v1"
 TOPIC_DLQ = "telemetry.dlq.v1"
+TOPIC_COMMANDS = "commands.v1"
 
 #: Recommendation actions, least to most urgent (their index is their urgency).
 ACTIONS: tuple[str, ...] = (

@@ -156,6 +156,9 @@ class Engine:
         self.sys_epoch = np.zeros(8, dtype=np.int64)
         #: Active site per system: 0 its primary site, 1 its standby (see fail_over).
         self.sys_site = np.zeros(8, dtype=np.int8)
+        #: Epoch of the recommendation behind each system's last failover (0: none): a
+        #: failover command carrying an epoch at or below it was applied already.
+        self.sys_site_epoch = np.zeros(8, dtype=np.int64)
         self._crit = np.zeros(0)  # criticality per component (cache, see _criticality)
         #: Situation reports: last one per system (event ms, -1: none), its content, and
         #: those not yet taken (take_reports).
@@ -237,14 +240,29 @@ class Engine:
         s = self._system_for_site(system)
         return self.topology.sites(system)[int(self.sys_site[s])]
 
-    def fail_over(self, system: str) -> str:
+    def knows_system(self, system: str) -> bool:
+        """Whether ``system`` has been seen (telemetry, positions) or is declared."""
+        return system in self.registry.system or system in self.topology.systems
+
+    def failover_epoch(self, system: str) -> int:
+        """Epoch of the recommendation behind ``system``'s last failover (0: none)."""
+        return int(self.sys_site_epoch[self._system_for_site(system)])
+
+    def fail_over(self, system: str, epoch: int | None = None) -> str:
         """Record that ``system`` failed over: flip its active site; returns the new one.
 
         Called once a failover has been carried out (approved, or done by an orchestrator
         with ``auto`` authority); later recommendations name the new ``active_site``.
+        With ``epoch`` (the approved recommendation's), the flip happens once: a failover
+        at or below the system's :meth:`failover_epoch` was applied already (a command
+        read again after a restart, a decision repeated), and the site stays as it is.
         Raises :class:`UnknownEntityError` for a system neither seen nor declared.
         """
         s = self._system_for_site(system)
+        if epoch is not None:
+            if epoch <= int(self.sys_site_epoch[s]):
+                return self.topology.sites(system)[int(self.sys_site[s])]
+            self.sys_site_epoch[s] = epoch
         self.sys_site[s] = 1 - int(self.sys_site[s])
         site = self.topology.sites(system)[int(self.sys_site[s])]
         logger.info("%s failed over: active site now %s", system, site)
@@ -277,6 +295,7 @@ class Engine:
         self.sys_health = grow(self.sys_health, reg.n_systems, 100.0)
         self.sys_epoch = grow(self.sys_epoch, reg.n_systems, 0)
         self.sys_site = grow(self.sys_site, reg.n_systems, 0)
+        self.sys_site_epoch = grow(self.sys_site_epoch, reg.n_systems, 0)
         self.sys_report_ms = grow(self.sys_report_ms, reg.n_systems, -1)
         self.context.ensure_systems(reg.n_systems)
         self.context.ensure_venues(reg.n_venues)
@@ -624,6 +643,7 @@ class Engine:
                 "sites": {
                     "version": SITES_VERSION,
                     "active": self.sys_site[:ns],
+                    "epoch": self.sys_site_epoch[:ns],
                     "topology": self.topology.as_dict(),
                 },
                 "reports": {
@@ -686,6 +706,8 @@ class Engine:
         eng.sys_health = grow(np.asarray(state["systems"]["health"]), 8, 100.0)
         eng.sys_epoch = grow(np.asarray(state["systems"]["epoch"], dtype=np.int64), 8, 0)
         eng.sys_site = grow(np.asarray(sites["active"], dtype=np.int8), 8, 0)
+        # "epoch" came later in the same layout: absent, no failover was applied by epoch
+        eng.sys_site_epoch = grow(np.asarray(sites.get("epoch", []), dtype=np.int64), 8, 0)
         reports = state.get("reports")
         if reports is not None and reports.get("version") == REPORTS_VERSION:
             eng.sys_report_ms = grow(np.asarray(reports["last_ms"], dtype=np.int64), 8, -1)

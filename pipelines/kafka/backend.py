@@ -206,7 +206,7 @@ class KafkaBackend:
                 except (ValueError, TypeError, KeyError):
                     self.counts["undecodable"] += 1
                     continue
-                if rec.get("kind") == "situation_report":  # for the orchestrator, not the feed
+                if rec.get("kind") in ("situation_report", "decision"):  # for the orchestrator
                     continue
                 kept.append((r.timestamp, r.offset, rec))
                 added += 1

@@ -218,12 +218,17 @@ def ensure_topics(
     """Create the contract topics that are missing; return ``{topic: partitions}``.
 
     ``names`` maps roles (``telemetry``, ``positions``, ``market``, ``recommendations``,
-    ``health``, ``dlq``, ``incidents``) to topic names. telemetry, positions and the
-    outputs keyed by system get ``partitions``; market gets ``context_partitions``;
-    ``health`` is compacted. Raises :class:`ConfigError` when telemetry and positions
+    ``health``, ``dlq``, ``incidents``, ``commands``) to topic names (an empty name is
+    skipped). telemetry, positions and the outputs keyed by system get ``partitions``;
+    market gets ``context_partitions``; commands one (a single order); ``health`` is
+    compacted. Raises :class:`ConfigError` when telemetry and positions
     exist with different partition counts (they must be co-partitioned).
     """
-    sizes = {role: (context_partitions if role == "market" else partitions) for role in names}
+    names = {role: topic for role, topic in names.items() if topic}
+    sizes = {
+        role: 1 if role == "commands" else context_partitions if role == "market" else partitions
+        for role in names
+    }
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     except KafkaError as exc:

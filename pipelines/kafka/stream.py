@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,13 +27,15 @@ from pipelines.kafka.adapter import TP as TopicPartition
 from pipelines.kafka.adapter import Consumer, Fetched
 from pipelines.kafka.checkpoint import CheckpointStore
 from pipelines.kafka.clients import kafka_client
+from pipelines.kafka.commands import Command, CommandLog, apply_commands
+from pipelines.kafka.commands import decode as decode_command
 from pipelines.kafka.partition import (
     EngineFactory,
     MarketLog,
     PartitionTask,
 )
 from pipelines.outbound.alertmanager import AlertNotifier
-from predictor.errors import SinkError, SourceError, ValidationError
+from predictor.errors import PrecoveryError, SinkError, SourceError, ValidationError
 from predictor.events import (
     Reject,
     decode_record,
@@ -155,12 +158,14 @@ class KafkaStreamWorker:
         )
         self.tasks: dict[int, PartitionTask] = {}
         self.market = MarketLog()
+        self.commands = CommandLog()
         self.name = config.client_id or "precovery-stream"
         self._stop = threading.Event()
         self._paused: set[int] = set()
         #: the clients (:class:`~pipelines.kafka.adapter.Consumer`; None while closed)
         self.consumer: Any = None
         self.market_consumer: Any = None
+        self.commands_consumer: Any = None
         self.offsets: Any = None
         self.counters: dict[str, int] = {
             "polled": 0,
@@ -169,6 +174,7 @@ class KafkaStreamWorker:
             "rewinds": 0,
             "batches": 0,
             "reconnects": 0,
+            "failovers_applied": 0,
         }
         self.assignments: list[list[int]] = []
         self.listener_error: Exception | None = None
@@ -269,8 +275,28 @@ class KafkaStreamWorker:
             raise
         self.market = MarketLog()  # the new market reader reads market.v1 from the start
         self.market_consumer, self.offsets, self.consumer = opened
+        self.commands = CommandLog()  # and the commands reader commands.v1
+        self.commands_consumer = self._open_commands()
         now = time.monotonic()
         self._progress_at = self._ends_ok_at = now
+
+    def _open_commands(self) -> Consumer | None:
+        """The reader of the commands topic, from its start (None without one: approvals
+        taken at the API then do not reach this worker, which says so and streams on)."""
+        topic = self.topics.commands
+        if not topic:
+            return None
+        try:
+            return self.kafka.assigned_consumer(self.config.bootstrap, topic)
+        except PrecoveryError as exc:
+            logger.error(
+                "worker %s cannot read %s (%s): approved failovers will not reach it; "
+                "create the topic (precovery stream does, unless --no-create-topics)",
+                self.name,
+                topic,
+                exc,
+            )
+            return None
 
     def close(self) -> None:
         """Checkpoint everything, commit, leave the group, close the clients."""
@@ -283,7 +309,7 @@ class KafkaStreamWorker:
             except Exception as exc:  # closing must not hide the loop's own error
                 logger.warning("consumer close failed: %r", exc)
             self.consumer = None
-        for name in ("market_consumer", "offsets"):
+        for name in ("market_consumer", "commands_consumer", "offsets"):
             client = getattr(self, name)
             if client is not None:
                 client.close()
@@ -340,6 +366,8 @@ class KafkaStreamWorker:
                 else:
                     out.extend(dead)
         out.extend(self._poll_market())
+        if self.commands_consumer is not None:
+            out.extend(self._poll_commands())
         self.feed.note(n)  # records read are input, a backlog included
         if n:
             self._fleet_moved_at = time.monotonic()
@@ -552,6 +580,33 @@ class KafkaStreamWorker:
                         task.add_market([m])
         return out
 
+    def _poll_commands(self) -> list[OutRecord]:
+        """Read new failover commands; carry each out on the partition engines that know
+        its system (once per epoch: see :mod:`pipelines.kafka.commands`)."""
+        out: list[OutRecord] = []
+        assert self.commands_consumer is not None
+        for _ in range(100):
+            polled = self.commands_consumer.poll(0.0, 1000)
+            if not polled:
+                break
+            for f in polled:
+                for r in _raws(f):
+                    try:
+                        cmd = decode_command(r.value)
+                    except ValidationError as exc:
+                        out.append(dead_letter(r, Reject(0, exc.reason, exc.detail), self.topics))
+                        continue
+                    self.commands.add(r.offset, cmd)
+                    for task in self.tasks.values():
+                        self._apply_commands(task, [cmd])
+        return out
+
+    def _apply_commands(self, task: PartitionTask, commands: Iterable[Command]) -> None:
+        done = apply_commands(task.engine, commands)
+        if done:
+            task.dirty = True
+            self.counters["failovers_applied"] += len(done)
+
     def _log_ends(self, _consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Log-end offsets asked of the broker *now* (a fetch's high watermark can be stale:
         telemetry in hand may be newer than the last context fetch). {} if unreachable."""
@@ -745,6 +800,7 @@ class KafkaStreamWorker:
         task = PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
         # market.v1 read so far, from what the restored state has not applied yet
         task.add_market(self.market.between(task.engine.context.applied_ms, math.inf))
+        self._apply_commands(task, self.commands.commands)  # those it has are skipped
         return task
 
     def _rewind(self) -> None:

@@ -22,8 +22,22 @@ actions to approve.
    decision is forwarded to the orchestrator channel as a record of ``kind: decision``
    (docs/audit.md) through ``forward`` (the demo's durable outbox).
 
-Decisions are kept in memory (bounded) and in the audit trail; the live log they refer
-to is per process, as are its ids' lookups.
+Where the flip happens depends on where the engine lives:
+
+- in the demo (one process) the engine is in ``live`` and is flipped there, under its
+  lock;
+- on a Kafka deployment the engines live in the stream workers, so ``precovery serve``
+  passes ``fail_over``, which publishes a failover command (commands.v1,
+  :mod:`pipelines.kafka.commands`); the worker that owns the system applies it between
+  batches, and the site travels in that partition's checkpoints.
+
+Either way the flip carries the approved recommendation's ``epoch``: the engine flips a
+system's site once per epoch (:meth:`~predictor.engine.Engine.fail_over`), so a decision
+taken twice (two API replicas, a command read again after a restart) flips it once.
+
+Decisions are remembered in memory (bounded) and, durably, in the audit trail: a
+decision asked again after a restart, or of another replica on the same audit database,
+is found there and answered the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +49,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.embedded.live import LiveState
 from pipelines.records.audit import AuditLog
 from predictor.errors import PrecoveryError, UnknownEntityError
 
@@ -81,41 +94,69 @@ class Approvals:
     Parameters
     ----------
     live
-        The live state: the log of recommendations, the engine and its lock.
+        The log of recommendations (``recommendations(system, limit=...)``, oldest
+        first): the demo's live state (with its engine and lock), or the Kafka backend
+        of ``precovery serve``.
     audit
         Where decisions are recorded (None: not audited; tests of other things).
     forward
         Called with ``[decision record]`` to send it to the orchestrator channel (the
         outbox's ``add``); None: not forwarded (said in the answer).
+    fail_over
+        Called with an approved recommendation, who approved it and when (ISO 8601);
+        carries the failover out and returns the system's new active site. None: the
+        engine in ``live`` is flipped (the demo).
     keep
         Decisions remembered for idempotent answers, at most.
     """
 
     def __init__(
         self,
-        live: LiveState,
+        live: Any,
         audit: AuditLog | None = None,
         forward: Callable[[list[dict[str, Any]]], object] | None = None,
         keep: int = 10_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fail_over: Callable[[dict[str, Any], str, str], str] | None = None,
     ) -> None:
         self.live = live
         self.audit = audit
         self.forward = forward
+        self.fail_over = fail_over
         self.keep = keep
         self._clock = clock
         self._lock = threading.Lock()
         self._decided: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    def find(self, rec_id: str) -> tuple[int, dict[str, Any]]:
-        """``(seq, recommendation)`` of an id in the live log; 404 when it is not there."""
+    def find(self, rec_id: str) -> dict[str, Any]:
+        """The recommendation of an id in the live log; 404 when it is not there."""
         for row in reversed(self.live.recommendations(limit=1_000_000)):
             if row.get("recommendation_id") == rec_id and not row.get("kind"):
-                return int(row["seq"]), row
+                return dict(row)
         raise UnknownEntityError(
             f"no recommendation {rec_id!r} in this process's log (unknown, or older than "
             "the kept log)"
         )
+
+    def _newer(self, rec: dict[str, Any]) -> list[dict[str, Any]]:
+        """Recommendations for ``rec``'s component issued after it (a system's records are
+        in order in both logs: one sequence, or one partition)."""
+        rows = self.live.recommendations(rec["system"], limit=1_000_000)
+        ids = [r.get("recommendation_id") for r in rows]
+        at = len(ids) - 1 - ids[::-1].index(rec["recommendation_id"])
+        comp = rec["component"]
+        return [r for r in rows[at + 1 :] if r.get("component") == comp and not r.get("kind")]
+
+    def _recorded(self, rec_id: str) -> dict[str, Any] | None:
+        """A decision on ``rec_id`` already in the audit trail (durable; shared by the
+        replicas of one audit database), else None."""
+        if self.audit is None:
+            return None
+        for row in self.audit.store.query(kind="approval", subject=rec_id, limit=10):
+            payload = row.get("payload")
+            if isinstance(payload, dict) and payload.get("decision") in DECISIONS:
+                return payload
+        return None
 
     def decide(self, rec_id: str, decision: str, reason: str, actor: str) -> dict[str, Any]:
         """Take ``decision`` (``approved`` or ``rejected``) on ``rec_id``; see the module
@@ -123,8 +164,8 @@ class Approvals:
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS}: {decision!r}")
         with self._lock:  # one decision at a time: no two people flip a site twice
-            seq, rec = self.find(rec_id)
-            done = self._decided.get(rec_id)
+            rec = self.find(rec_id)
+            done = self._decided.get(rec_id) or self._recorded(rec_id)
             if done is not None:
                 if done["decision"] == decision:
                     return done
@@ -140,11 +181,7 @@ class Approvals:
                     f"{rec_id} is {rec['action']} with authority {authority_of(rec)}: only a "
                     f"failover with authority approve waits for a person",
                 )
-            newer = [
-                r
-                for r in self.live.recommendations(rec["system"], after=seq, limit=1_000_000)
-                if r.get("component") == rec["component"] and not r.get("kind")
-            ]
+            newer = self._newer(rec)
             if newer:
                 raise DecisionConflict(
                     "superseded",
@@ -158,8 +195,9 @@ class Approvals:
         system = rec["system"]
         previous = _site_of(rec)
         site = previous
+        decided_at = self._clock().isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if decision == "approved":
-            site = self._fail_over(system)
+            site = self._fail_over(rec, actor, decided_at)
         out: dict[str, Any] = {
             "kind": "decision",
             "decision_id": f"{rec['recommendation_id']}.{decision}",
@@ -172,7 +210,7 @@ class Approvals:
             "decision": decision,
             "reason": reason,
             "decided_by": actor,
-            "decided_at": self._clock().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "decided_at": decided_at,
             "previous_site": previous,
             "active_site": site,
             "forwarded": self.forward is not None,
@@ -204,13 +242,16 @@ class Approvals:
         )
         return out
 
-    def _fail_over(self, system: str) -> str:
-        """Flip the active site under the live state's lock; views re-render."""
+    def _fail_over(self, rec: dict[str, Any], actor: str, decided_at: str) -> str:
+        """Carry the failover out: ``fail_over`` when given, else flip the engine in the
+        live state under its lock (views re-render)."""
+        if self.fail_over is not None:
+            return self.fail_over(rec, actor, decided_at)
         live = self.live
         with live.lock:
-            site = live.engine.fail_over(system)
+            site = live.engine.fail_over(rec["system"], epoch=int(rec["epoch"]))
             live.batches += 1  # the cached views are of the state before the flip
-        return site
+        return str(site)
 
 
 def _site_of(rec: dict[str, Any]) -> str | None:

@@ -191,6 +191,17 @@ def test_serve_answers_from_the_topics(
     ]
     bad = httpx.get(f"{a}/v1/recommendations", params={"after": "kafka-other:1.2.3"})
     assert bad.status_code == 409 and bad.json()["error"] == "cursor_reset"
+    # approvals are taken here too (the flip travels to the workers as a command):
+    # one that awaits no approval is refused by name, an unknown id is 404
+    not_awaiting = [
+        r for r in rows_a if r.get("action") not in ("failover_now", "failover_at_window")
+    ]
+    if not_awaiting:
+        some = not_awaiting[0]["recommendation_id"]
+        ans = httpx.post(f"{a}/v1/recommendations/{some}/approve", json={"reason": "test"})
+        assert ans.status_code == 409 and ans.json()["reason"] == "not_awaiting_approval", ans.text
+    gone = httpx.post(f"{a}/v1/recommendations/nope/approve", json={"reason": "test"})
+    assert gone.status_code == 404, gone.text
     score = httpx.post(f"{a}/v1/score", json={"events": []})
     assert score.status_code == 501 and score.json()["error"] == "not_implemented"
     assert "precovery_system_health{" in httpx.get(f"{a}/metrics").text

@@ -56,6 +56,23 @@ def test_fail_over_flips_the_active_site_and_back() -> None:
         engine.fail_over("nope")
 
 
+def test_a_failover_by_epoch_flips_once_and_travels_in_the_snapshot() -> None:
+    engine = Engine(EngineConfig(), topology=TOPO)
+    assert engine.knows_system("sys-declared") and not engine.knows_system("nope")
+    assert engine.failover_epoch("sys-a") == 0
+    assert engine.fail_over("sys-a", epoch=5) == "ch2"
+    assert engine.fail_over("sys-a", epoch=5) == "ch2"  # the same approval again: no flip
+    assert engine.fail_over("sys-a", epoch=3) == "ch2"  # an older one: no flip
+    snap = engine.snapshot()
+    back = Engine.from_snapshot(snap, EngineConfig(), topology=TOPO)
+    assert back.active_site("sys-a") == "ch2" and back.failover_epoch("sys-a") == 5
+    assert back.fail_over("sys-a", epoch=9) == "ny4"  # a later approval flips back
+    # a snapshot from before the epoch was kept: its site, no epoch
+    del snap["sites"]["epoch"]
+    old = Engine.from_snapshot(snap, EngineConfig(), topology=TOPO)
+    assert old.active_site("sys-a") == "ch2" and old.failover_epoch("sys-a") == 0
+
+
 def test_recommendations_name_the_active_site_after_a_failover() -> None:
     engine = Engine(EngineConfig(), topology=TOPO)
     engine.add_positions([position("sys-a", "XNYS", T0_MS, 5e6, 20e6, 7)])
