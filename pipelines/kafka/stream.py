@@ -475,7 +475,7 @@ class KafkaStreamWorker:
         parts = [TopicPartition(self.topics.telemetry, p) for p in self.tasks]
         self.on_revoked(parts)  # the state is in the checkpoints: resume from there
         self._to_seek.clear()
-        for name in ("consumer", "market_consumer", "offsets"):
+        for name in ("consumer", "market_consumer", "commands_consumer", "offsets"):
             client = getattr(self, name)
             setattr(self, name, None)
             if client is not None:
