@@ -134,7 +134,9 @@ def add_routes(
             subject=subject,
             since_ms=None if since is None else parse_time(since, "since"),
             until_ms=None if until is None else parse_time(until, "until"),
-            after_id=int(cursor or 0),
+            # A cursor past the largest id SQLite holds (2**63 - 1) is past every record:
+            # an empty page, not an OverflowError from the driver.
+            after_id=min(int(cursor or 0), 2**63 - 1),
             limit=limit + 1,
         )
         more = len(rows) > limit

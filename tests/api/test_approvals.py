@@ -277,6 +277,10 @@ def test_audit_pages_filters_and_errors(world: World) -> None:
     assert bad.status_code == 422 and "since" in bad.json()["detail"]
     assert w.api.get("/v1/audit", params={"kind": "gossip"}, headers=read).status_code == 422
     assert w.api.get("/v1/audit", params={"cursor": "x1"}, headers=read).status_code == 422
+    for past in ("9223372036854775807", "9223372036854775808", "9" * 20):  # 2**63 - 1 and up
+        beyond = w.api.get("/v1/audit", params={"cursor": past}, headers=read)
+        assert beyond.status_code == 200, (past, beyond.text)
+        assert beyond.json() == {"records": [], "next_cursor": None}
     assert w.api.get("/v1/audit").status_code == 401
 
     spec = w.api.get("/openapi.json").json()
