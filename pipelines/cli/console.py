@@ -23,7 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipelines.cli.options import Detector as Detector  # re-exported: defined once there
+# Re-exported for command modules written before pipelines.cli.options (defined there).
+from pipelines.cli.options import Detector as Detector
 from pipelines.cli.options import Mkdir as Mkdir
 from pipelines.cli.options import TopologyFile as TopologyFile
 from pipelines.cli.options import Verbose as Verbose
