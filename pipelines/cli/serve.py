@@ -104,4 +104,3 @@ def serve(
         backend.stop()
         publisher.close()
         audit.close()
-
