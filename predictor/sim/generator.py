@@ -27,15 +27,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from predictor.contracts import DEFAULT_METRICS
-from predictor.sim.episodes import (
-    OPEN_BURST_KINDS,
-    Episode,
-    Schedule,
-    ScheduledFailure,
-    apply_episode,
-)
+from predictor.sim.effects import apply_episode
 from predictor.sim.fleet import Fleet, build_fleet
 from predictor.sim.market import MarketProcess, PositionProcess, load_curve, open_burst
+from predictor.sim.modes import OPEN_BURST_KINDS, Episode, ScheduledFailure
+from predictor.sim.schedule import Schedule
 
 logger = logging.getLogger(__name__)
 
