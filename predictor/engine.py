@@ -74,7 +74,7 @@ from predictor.context import Context
 from predictor.detectors import Detector, make_detector
 from predictor.detectors.calibration import bits_from_score
 from predictor.detectors.drift import DriftWatch
-from predictor.errors import ConfigError, ModelError, UnknownEntityError
+from predictor.errors import ConfigError, ModelError
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
 from predictor.features import FeatureState
@@ -83,7 +83,9 @@ from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
 from predictor.risk import RiskModel
-from predictor.sitrep import situation_reports
+from predictor.sites import Sites
+from predictor.sites import check_version as check_sites_version
+from predictor.sitrep import Reports, situation_reports
 from predictor.topology import Topology
 
 logger = logging.getLogger(__name__)
@@ -92,10 +94,6 @@ __all__ = ["EXTRA_FEATURES", "Engine", "EngineConfig", "StepResult", "feature_na
 
 #: Version of :meth:`Engine.snapshot`'s layout (2: one part per concept).
 SNAPSHOT_VERSION = 2
-#: Version of the snapshot's ``sites`` part (active site per system, the topology).
-SITES_VERSION = 1
-#: Version of the snapshot's ``reports`` part (situation report clocks; absent: none).
-REPORTS_VERSION = 1
 _NEVER = int(np.iinfo(np.int64).min // 4)
 
 
@@ -141,6 +139,8 @@ class Engine:
         self.registry = Registry(critical, system_venue)
         self.context = Context(self.registry)
         self.escalation = Escalation()
+        self.sites = Sites(self.registry, self.topology)
+        self.sitreps = Reports()
 
         # per host (slot)
         self.risk = np.full(64, np.nan)
@@ -154,17 +154,7 @@ class Engine:
         self.sys_health = np.full(8, 100.0)
         #: Fencing token per system: grows with every recommendation of the system.
         self.sys_epoch = np.zeros(8, dtype=np.int64)
-        #: Active site per system: 0 its primary site, 1 its standby (see fail_over).
-        self.sys_site = np.zeros(8, dtype=np.int8)
-        #: Epoch of the recommendation behind each system's last failover (0: none): a
-        #: failover command carrying an epoch at or below it was applied already.
-        self.sys_site_epoch = np.zeros(8, dtype=np.int64)
         self._crit = np.zeros(0)  # criticality per component (cache, see _criticality)
-        #: Situation reports: last one per system (event ms, -1: none), its content, and
-        #: those not yet taken (take_reports).
-        self.sys_report_ms = np.full(8, -1, dtype=np.int64)
-        self.last_report: dict[int, dict[str, Any]] = {}
-        self.reports: list[dict[str, Any]] = []
         self.latest_rec: dict[int, dict[str, Any]] = {}
 
         self.watermark_ms: int | None = None
@@ -234,19 +224,22 @@ class Engine:
         self._ensure_levels()
         return slot
 
-    # -- sites ------------------------------------------------------------------------
+    # -- sites (predictor.sites) ------------------------------------------------------
     def active_site(self, system: str) -> str:
         """The site ``system`` runs on now (its topology's primary until a failover)."""
-        s = self._system_for_site(system)
-        return self.topology.sites(system)[int(self.sys_site[s])]
+        site = self.sites.active_site(system)
+        self._ensure_levels()  # a declared system seen first here is registered
+        return site
 
     def knows_system(self, system: str) -> bool:
         """Whether ``system`` has been seen (telemetry, positions) or is declared."""
-        return system in self.registry.system or system in self.topology.systems
+        return self.sites.knows(system)
 
     def failover_epoch(self, system: str) -> int:
         """Epoch of the recommendation behind ``system``'s last failover (0: none)."""
-        return int(self.sys_site_epoch[self._system_for_site(system)])
+        epoch = self.sites.failover_epoch(system)
+        self._ensure_levels()
+        return epoch
 
     def fail_over(self, system: str, epoch: int | None = None) -> str:
         """Record that ``system`` failed over: flip its active site; returns the new one.
@@ -258,14 +251,8 @@ class Engine:
         read again after a restart, a decision repeated), and the site stays as it is.
         Raises :class:`UnknownEntityError` for a system neither seen nor declared.
         """
-        s = self._system_for_site(system)
-        if epoch is not None:
-            if epoch <= int(self.sys_site_epoch[s]):
-                return self.topology.sites(system)[int(self.sys_site[s])]
-            self.sys_site_epoch[s] = epoch
-        self.sys_site[s] = 1 - int(self.sys_site[s])
-        site = self.topology.sites(system)[int(self.sys_site[s])]
-        logger.info("%s failed over: active site now %s", system, site)
+        site = self.sites.fail_over(system, epoch)
+        self._ensure_levels()
         return site
 
     def resume_epochs(self, floors: Mapping[str, int]) -> None:
@@ -280,23 +267,14 @@ class Engine:
             self._ensure_levels()
             self.sys_epoch[s] = max(int(self.sys_epoch[s]), int(epoch))
 
-    def _system_for_site(self, system: str) -> int:
-        reg = self.registry
-        if system not in reg.system and system not in self.topology.systems:
-            raise UnknownEntityError(f"unknown system {system!r}: not seen nor declared")
-        s = reg.system_index(system)
-        self._ensure_levels()
-        return s
-
     def _ensure_levels(self) -> None:
         reg = self.registry
         self.comp_health = grow(self.comp_health, reg.n_components, 100.0)
         self.escalation.ensure(reg.n_components)
         self.sys_health = grow(self.sys_health, reg.n_systems, 100.0)
         self.sys_epoch = grow(self.sys_epoch, reg.n_systems, 0)
-        self.sys_site = grow(self.sys_site, reg.n_systems, 0)
-        self.sys_site_epoch = grow(self.sys_site_epoch, reg.n_systems, 0)
-        self.sys_report_ms = grow(self.sys_report_ms, reg.n_systems, -1)
+        self.sites.ensure(reg.n_systems)
+        self.sitreps.ensure(reg.n_systems)
         self.context.ensure_systems(reg.n_systems)
         self.context.ensure_venues(reg.n_venues)
 
@@ -573,7 +551,7 @@ class Engine:
             self.counters["recommendations"] += 1
             out.append(rec)
         if cfg.report_every_s > 0:
-            self.reports.extend(
+            self.sitreps.pending.extend(
                 situation_reports(
                     self,
                     t_ms,
@@ -587,8 +565,7 @@ class Engine:
 
     def take_reports(self) -> list[dict[str, Any]]:
         """The situation reports due since the last call (:mod:`predictor.sitrep`)."""
-        out, self.reports = self.reports, []
-        return out
+        return self.sitreps.take()
 
     def _criticality(self, nc: int) -> np.ndarray:
         """Criticality per component from the topology (1 where not declared)."""
@@ -640,17 +617,8 @@ class Engine:
                 "hosts": {name: getattr(self, name)[:n] for name in _HOST_ARRAYS},
                 "components": {"health": self.comp_health[:nc]},
                 "systems": {"health": self.sys_health[:ns], "epoch": self.sys_epoch[:ns]},
-                "sites": {
-                    "version": SITES_VERSION,
-                    "active": self.sys_site[:ns],
-                    "epoch": self.sys_site_epoch[:ns],
-                    "topology": self.topology.as_dict(),
-                },
-                "reports": {
-                    "version": REPORTS_VERSION,
-                    "last_ms": self.sys_report_ms[:ns],
-                    "last": self.last_report,
-                },
+                "sites": self.sites.snapshot(ns),
+                "reports": self.sitreps.snapshot(ns),
                 "latest_rec": self.latest_rec,
                 "clock": {
                     "watermark_ms": self.watermark_ms,
@@ -681,20 +649,20 @@ class Engine:
             )
         state = copy.deepcopy(snap)
         reg = Registry.from_snapshot(state["registry"])
-        sites = state.get("sites") or {"version": SITES_VERSION, "active": [], "topology": {}}
-        if sites.get("version") != SITES_VERSION:
-            raise ConfigError(
-                f"engine snapshot part 'sites' version {sites.get('version')!r} is not "
-                f"{SITES_VERSION}; remove the checkpoint directory to start afresh"
-            )
+        sites = state.get("sites")
+        check_sites_version(sites)
         if topology is None and config.topology.systems:
             topology = config.topology
         if topology is None:
-            topology = Topology.from_mapping(sites["topology"] or {}, "snapshot topology")
+            declared = (sites or {}).get("topology") or {}
+            topology = Topology.from_mapping(declared, "snapshot topology")
         eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg, topology)
         eng.registry = reg
         eng.context = Context(reg)
         eng.context.restore(state["context"])
+        eng.sites = Sites(reg, eng.topology)
+        eng.sites.restore(sites)
+        eng.sitreps.restore(state.get("reports"))
         eng.escalation.restore(state["escalation"])
         eng.features = FeatureState.from_snapshot(state["features"])
         eng.detector.restore(state["detector"])
@@ -705,13 +673,6 @@ class Engine:
         eng.comp_health = grow(np.asarray(state["components"]["health"]), 16, 100.0)
         eng.sys_health = grow(np.asarray(state["systems"]["health"]), 8, 100.0)
         eng.sys_epoch = grow(np.asarray(state["systems"]["epoch"], dtype=np.int64), 8, 0)
-        eng.sys_site = grow(np.asarray(sites["active"], dtype=np.int8), 8, 0)
-        # "epoch" came later in the same layout: absent, no failover was applied by epoch
-        eng.sys_site_epoch = grow(np.asarray(sites.get("epoch", []), dtype=np.int64), 8, 0)
-        reports = state.get("reports")
-        if reports is not None and reports.get("version") == REPORTS_VERSION:
-            eng.sys_report_ms = grow(np.asarray(reports["last_ms"], dtype=np.int64), 8, -1)
-            eng.last_report = {int(k): v for k, v in reports["last"].items()}
         eng._ensure_levels()
         eng.latest_rec = {int(k): v for k, v in state["latest_rec"].items()}
         clock = state["clock"]

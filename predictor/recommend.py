@@ -25,6 +25,7 @@ from predictor.features import FeatureState
 from predictor.policy import ACTIONS, Decision
 from predictor.registry import Registry
 from predictor.risk import RiskModel
+from predictor.sites import Sites
 from predictor.topology import Topology, authority_check
 from predictor.views import usd
 
@@ -43,7 +44,7 @@ class EngineState(Protocol):
     latest: np.ndarray
     comp_health: np.ndarray
     topology: Topology
-    sys_site: np.ndarray
+    sites: Sites
 
     @property
     def horizon_s(self) -> float: ...
@@ -99,8 +100,6 @@ def build_recommendation(state: EngineState, inp: RecommendationInput) -> dict[s
     exposure = state.context.system_exposure(s)
     declared = state.topology.system(system).authority
     authority, holds, breached = authority_check(declared, exposure, inp.stale_context)
-    sites = state.topology.sites(system)
-    active = int(state.sys_site[s])
     rec = {
         "recommendation_id": hashlib.sha256(ident.encode()).hexdigest()[:32],
         "epoch": inp.epoch,
@@ -121,8 +120,8 @@ def build_recommendation(state: EngineState, inp: RecommendationInput) -> dict[s
         "outage_loss_usd": usd(d.outage_loss_usd[c]),
         "exposure_usd": exposure,
         "criticality": round(float(d.criticality[c]), 3),
-        "active_site": sites[active],
-        "failover_site": sites[1 - active],
+        "active_site": state.sites.name(s),
+        "failover_site": state.sites.name(s, standby=True),
         "authority": authority,
         "authority_declared": declared.mode,
         "auto_limits_hold": holds,

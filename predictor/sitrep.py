@@ -13,6 +13,7 @@ and a deterministic ``report_id``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,7 +22,8 @@ from predictor.context import ComponentContext, Context
 from predictor.escalation import Escalation
 from predictor.events import ms_to_iso
 from predictor.policy import ACTIONS, PREPARE, WATCH
-from predictor.registry import Registry
+from predictor.registry import Registry, grow
+from predictor.sites import Sites
 from predictor.topology import Topology
 
 #: A risk move of at least this much between two reports is a trend, else ``steady``.
@@ -30,16 +32,57 @@ TREND_STEP = 0.05
 EXPOSURE_STEP = 0.10
 
 
+#: Version of the ``reports`` part of the engine's snapshot (the report clocks).
+SNAPSHOT_VERSION = 1
+
+
+class Reports:
+    """Per system: when its last report was (event ms, -1: none) and what it said; and
+    the reports due but not yet taken (:meth:`take`).
+
+    >>> book = Reports()
+    >>> book.ensure(2)
+    >>> book.last_ms[:2].tolist(), book.take()
+    ([-1, -1], [])
+    """
+
+    def __init__(self) -> None:
+        self.last_ms = np.full(8, -1, dtype=np.int64)
+        self.last: dict[int, dict[str, Any]] = {}
+        self.pending: list[dict[str, Any]] = []
+
+    def ensure(self, n: int) -> None:
+        """Room for ``n`` systems (new ones without a report)."""
+        self.last_ms = grow(self.last_ms, n, -1)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The reports due since the last call; they are the caller's now."""
+        out, self.pending = self.pending, []
+        return out
+
+    def snapshot(self, n: int) -> dict[str, Any]:
+        """The report clocks of the first ``n`` systems (reports not taken stay out)."""
+        return {"version": SNAPSHOT_VERSION, "last_ms": self.last_ms[:n], "last": self.last}
+
+    def restore(self, snap: Mapping[str, Any] | None) -> None:
+        """The clocks of ``snap``; an absent part or another version leaves none (the
+        next report of a system at ``prepare_standby`` comes a full period later)."""
+        if snap is not None and snap.get("version") == SNAPSHOT_VERSION:
+            self.last_ms = grow(np.asarray(snap["last_ms"], dtype=np.int64), 8, -1)
+            self.last = {int(k): v for k, v in snap["last"].items()}
+
+
 class ReportState(Protocol):
+    """What situation reports read of the engine (and ``sitreps``, which they update)."""
+
     registry: Registry
     context: Context
     escalation: Escalation
     topology: Topology
     comp_health: np.ndarray
     sys_epoch: np.ndarray
-    sys_site: np.ndarray
-    sys_report_ms: np.ndarray
-    last_report: dict[int, dict[str, Any]]
+    sites: Sites
+    sitreps: Reports
 
 
 def situation_reports(
@@ -51,7 +94,7 @@ def situation_reports(
     every_ms: int,
 ) -> list[dict[str, Any]]:
     """The reports due at tick ``t_ms`` (updates the report clocks in ``state``)."""
-    reg = state.registry
+    reg, book = state.registry, state.sitreps
     nc, ns = reg.n_components, reg.n_systems
     actions = state.escalation.action[:nc]
     comp_system = reg.comp_system[:nc]
@@ -60,18 +103,18 @@ def situation_reports(
     out = []
     for s in range(ns):
         if sys_action[s] < PREPARE:
-            state.sys_report_ms[s] = -1
-            state.last_report.pop(s, None)
+            book.last_ms[s] = -1
+            book.last.pop(s, None)
             continue
-        last = int(state.sys_report_ms[s])
+        last = int(book.last_ms[s])
         if last < 0:  # just reached prepare_standby: the recommendation said so
-            state.sys_report_ms[s] = t_ms
+            book.last_ms[s] = t_ms
             continue
         if t_ms - last < every_ms:
             continue
         rep = _report(state, s, t_ms, int(sys_action[s]), comp_risk, ctx, stale, every_ms)
-        state.sys_report_ms[s] = t_ms
-        state.last_report[s] = rep
+        book.last_ms[s] = t_ms
+        book.last[s] = rep
         out.append(rep)
     return out
 
@@ -101,7 +144,7 @@ def _report(
     ]
     risks = [f["risk"] for f in failing if f["risk"] is not None]
     max_risk = max(risks) if risks else None
-    prev = state.last_report.get(s)
+    prev = state.sitreps.last.get(s)
     prev_risk = prev["max_risk"] if prev else None
     if max_risk is None or prev_risk is None:
         trend = "unknown" if max_risk is None else "new"
@@ -120,7 +163,6 @@ def _report(
         for name, flags in (("positions", stale_pos), ("market", stale_mkt))
         if any(bool(flags[c]) for c in comps)
     ]
-    sites = state.topology.sites(system)
     rep: dict[str, Any] = {
         "kind": "situation_report",
         "report_id": hashlib.sha256(
@@ -131,7 +173,7 @@ def _report(
         "since": prev["issued_at"] if prev else ms_to_iso(t_ms - every_ms),
         "system": system,
         "action": ACTIONS[action],
-        "active_site": sites[int(state.sys_site[s])],
+        "active_site": state.sites.name(s),
         "failing": failing,
         "max_risk": max_risk,
         "previous_max_risk": prev_risk,

@@ -68,8 +68,8 @@ def test_reports_are_deterministic_and_survive_a_snapshot() -> None:
     a, b = Engine(EngineConfig()), Engine(EngineConfig())
     assert run(a, quiet_steps=100) == run(b, quiet_steps=100)
     restored = Engine.from_snapshot(a.snapshot(), EngineConfig())
-    assert restored.last_report == a.last_report
-    assert (restored.sys_report_ms[:1] == a.sys_report_ms[:1]).all()
+    assert restored.sitreps.last == a.sitreps.last
+    assert (restored.sitreps.last_ms[:1] == a.sitreps.last_ms[:1]).all()
 
 
 def test_the_driver_publishes_them_on_recommendations_with_their_id() -> None:
