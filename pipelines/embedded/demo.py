@@ -13,167 +13,51 @@ Three threads and the main one:
 
 Failures are injected on a schedule so that a one-minute run shows some: the demo
 knows the ground truth and shows each recommendation's lead time against it.
+
+One module per concept; this one wires the run together and re-exports the names
+callers import from it: :mod:`~pipelines.embedded.scenario` (the settings, the
+scripted failures, what a run saw and its summary) and
+:mod:`~pipelines.embedded.terminal` (the live view, the lines, the summary table).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import orjson
 import uvicorn
-from rich.console import Console, Group
-from rich.live import Live
-from rich.panel import Panel
-from rich.table import Table
+from rich.console import Console
 
 from pipelines.driver import in_time_order
 from pipelines.embedded.live import LiveState
 from pipelines.embedded.memory import MemorySink, MemorySource
+from pipelines.embedded.scenario import (
+    DEMO_START,
+    DemoConfig,
+    DemoRun,
+    demo_schedule,
+    summarize,
+)
 from pipelines.embedded.stream import StreamWorker, Topics
+from pipelines.embedded.terminal import show, summary_table
 from pipelines.outbound.alertmanager import AlertNotifier
 from pipelines.outbound.orchestrator import DeliveryConfig, Outbox, Pusher
 from pipelines.records.approvals import Approvals
 from pipelines.records.audit import AuditLog, model_changed
-from predictor.engine import Engine, EngineConfig
-from predictor.events import ms_to_iso, parse_ts
+from predictor.engine import Engine
 from predictor.risk import RiskModel
-from predictor.sim import ScheduledFailure, SimConfig, Simulator, telemetry_events
+from predictor.sim import SimConfig, Simulator, telemetry_events
 from predictor.sim.faults import DEMO_KINDS, bad_message
 from serve.app import create_app
 
+__all__ = ["DEMO_START", "DemoConfig", "DemoRun", "demo_schedule", "run_demo", "summarize"]
+
 logger = logging.getLogger(__name__)
-
-DEMO_START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday; live from 14:00, the NYSE open
-
-
-@dataclass(frozen=True, slots=True)
-class DemoConfig:
-    """Settings of ``precovery demo``.
-
-    Attributes
-    ----------
-    duration_s
-        Wall-clock seconds of the live part; 0 runs until interrupted (Ctrl-C).
-    speed
-        Simulated seconds per wall second in the live part.
-    seed
-        Simulator seed.
-    warmup_s
-        Simulated history replayed first, as fast as possible (baselines need it).
-    host, port
-        Where the API listens (port 0: pick a free one).
-    bad_every
-        Every ``bad_every``-th message is replaced by a malformed one (0: never).
-    engine
-        The loop's settings (heartbeat, ticks, cadence; ``Settings`` in the CLI).
-    failover_on_feed_loss
-        See :class:`pipelines.embedded.stream.StreamWorker`.
-    alert_interval_s
-        With a notifier: how often (wall s) alerts are synced with Alertmanager.
-    json
-        Print each recommendation as a recommendations.v1 JSON line on stdout instead of
-        the live view.
-    """
-
-    duration_s: float = 60.0
-    speed: float = 60.0
-    seed: int = 7
-    warmup_s: float = 7200.0
-    host: str = "127.0.0.1"
-    port: int = 8000
-    bad_every: int = 997
-    json: bool = False
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    failover_on_feed_loss: bool = False
-    alert_interval_s: float = 5.0
-    #: API guard and feedback store (serve.gates.Security, pipelines.records.feedback); mode line
-    security: Any = None
-    feedback: Any = None
-    api_mode: str = "open on loopback"
-
-
-def demo_schedule(warmup_s: float, live_sim_s: float) -> tuple[ScheduledFailure, ...]:
-    """Failures placed inside the live window: (mode, where, when as a share, precursor s).
-
-    A mix of slow precursors the model foresees well (disk filling, a memory leak, DB
-    lock contention) and fast ones it often sees late or not at all (CPU runaway, feed
-    lag): the demo shows both, with their lead times against the ground truth.
-    """
-    plan = [
-        ("cpu_runaway", "eq-oms", "matching-engine", 0.2, 480.0),
-        ("disk_filling", "eq-oms", "database", 0.35, 4200.0),
-        ("db_lock_contention", "fx-pricing", "database", 0.5, 1200.0),
-        ("feed_lag", "md-feed", "feed-handler", 0.65, 600.0),
-        ("memory_leak", "eq-oms", "order-gateway", 0.85, 2700.0),
-    ]
-    return tuple(
-        ScheduledFailure(
-            mode, system, component, None, failure_at_s=warmup_s + at * live_sim_s, lead_s=lead
-        )
-        for mode, system, component, at, lead in plan
-    )
-
-
-@dataclass
-class DemoRun:
-    """What a demo run saw; ``summary()`` compares it with the ground truth."""
-
-    sim: Simulator
-    live: LiveState
-    source: MemorySource
-    sink: MemorySink
-    started_wall: float = field(default_factory=time.monotonic)
-    #: The newest recommendations, for the live view (bounded: the demo can run for days).
-    recommendations: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
-    #: Recommendations not yet printed (off a terminal); bounded like the rest.
-    to_print: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
-    #: Failover recommendations, for the summary against the ground truth.
-    failovers: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
-    n_recommendations: int = 0
-    fed: int = 0
-    bad_fed: int = 0
-    done_feeding: threading.Event = field(default_factory=threading.Event)
-
-    def lead_time_s(self, rec: dict[str, Any]) -> float | None:
-        """Seconds from the recommendation to the failure it foresaw (ground truth)."""
-        issued = parse_ts(rec["issued_at"])
-        for ep in self.failures:
-            if (
-                ep.failure
-                and ep.failure_at_ms is not None
-                and ep.system == rec["system"]
-                and ep.component == rec["component"]
-                and ep.onset_at_ms - 600_000 <= issued <= (ep.resolved_at_ms or ep.failure_at_ms)
-            ):
-                return (ep.failure_at_ms - issued) / 1000.0
-        return None
-
-    hours: float = 1.0
-
-    def note(self, recs: list[dict[str, Any]]) -> None:
-        """Keep what the views and the summary need of a batch's recommendations."""
-        self.n_recommendations += len(recs)
-        self.recommendations.extend(recs)
-        for rec in recs:
-            if rec["action"] in ("prepare_standby", "failover_at_window", "failover_now"):
-                self.to_print.append(rec)
-            if rec["action"] in ("failover_at_window", "failover_now"):
-                self.failovers.append(rec)
-
-    @cached_property
-    def failures(self) -> list[Any]:
-        """Ground-truth failure episodes of the whole run (computed once)."""
-        return [ep for ep in self.sim.episodes(self.hours) if ep.failure]
 
 
 def run_demo(
@@ -305,7 +189,7 @@ def run_demo(
         alerting.start()
         console.print(f"SRE alerts to Alertmanager at {notifier.client.url}")
     try:
-        _show(run, cfg, console, port)
+        show(run, cfg, console, port)
     except KeyboardInterrupt:
         console.print("interrupted: stopping")
     finally:
@@ -319,7 +203,7 @@ def run_demo(
             alerting.join(timeout=30)
         if pushing is not None:
             pushing.join(timeout=30)
-    summary = _summary(run)
+    summary = summarize(run)
     if notifier is not None:
         summary["alerts"] = dict(notifier.counts)
     if pusher is not None and outbox is not None:
@@ -329,7 +213,7 @@ def run_demo(
     if audit is not None:
         audit.close()  # everything queued is written first
         summary["audit_records"] = audit.written
-    console.print(_summary_table(summary))
+    console.print(summary_table(summary))
     return summary
 
 
@@ -393,157 +277,3 @@ def _feed(run: DemoRun, cfg: DemoConfig, hours: float, topics: Topics) -> None:
             run.fed += len(values)
     finally:
         run.done_feeding.set()
-
-
-def _show(run: DemoRun, cfg: DemoConfig, console: Console, port: int) -> None:
-    end = time.monotonic() + cfg.duration_s + 2.0 if cfg.duration_s > 0 else float("inf")
-    if console.is_terminal and not cfg.json:
-        with Live(_view(run, port), console=console, refresh_per_second=4) as view:
-            while time.monotonic() < end:
-                time.sleep(0.25)
-                view.update(_view(run, port))
-        return
-    while time.monotonic() < end:
-        time.sleep(0.25)
-        while run.to_print:
-            rec = run.to_print.popleft()
-            if cfg.json:
-                sys.stdout.write(orjson.dumps(rec).decode() + "\n")
-                sys.stdout.flush()
-            else:
-                # One line per recommendation whatever the width: greppable off a terminal.
-                console.print(_rec_line(run, rec), soft_wrap=True, highlight=False)
-
-
-def _fmt_lead(lead: float | None) -> str:
-    if lead is None:
-        return "no failure coming (false alarm)"
-    if lead < 0:
-        return f"{-lead / 60:.1f} min after the failure began"
-    return f"lead time {lead / 60:.1f} min"
-
-
-def _rec_line(run: DemoRun, rec: dict[str, Any]) -> str:
-    reasons = ", ".join(f"{r['feature']}={r['value']}" for r in rec["reasons"][:3])
-    window = f" not before {rec['not_before'][11:19]}Z" if rec.get("not_before") else ""
-    return (
-        f"{rec['issued_at'][11:19]}Z {rec['system']}/{rec['component']}: "
-        f"[bold]{rec['action']}[/]{window} · risk {_pct(rec['risk'])} · "
-        f"{_fmt_lead(run.lead_time_s(rec))} · stay ${_k(rec['expected_loss_stay_usd'])} vs "
-        f"switch ${_k(rec['expected_cost_switch_usd'])} · {reasons}"
-    )
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.0f}%"
-
-
-def _k(v: float | None) -> str:
-    if v is None:
-        return "—"
-    return f"{v / 1000:,.1f}k" if abs(v) >= 1000 else f"{v:,.0f}"
-
-
-def _view(run: DemoRun, port: int) -> Group:
-    status = run.live.status()
-    wm = status["watermark"]
-    systems = Table(title=f"Fleet health at {ms_to_iso(wm) if wm else '—'}", expand=True)
-    for col in ("system", "health", "worst component", "max risk", "action"):
-        systems.add_column(col)
-    for s in run.live.systems():
-        h = s["health"]
-        color = "green" if h >= 80 else "yellow" if h >= 50 else "red"
-        systems.add_row(
-            s["system"],
-            f"[{color}]{h:5.1f}[/] {'█' * int(h // 10)}",
-            f"{s['worst_component']} ({s['worst_component_health']:.0f})",
-            _pct(s["max_risk"]),
-            s["action"],
-        )
-    recs = Table(title="Recommendations (newest first)", expand=True)
-    for col in (
-        "issued",
-        "system/component",
-        "action",
-        "risk",
-        "lead time",
-        "stay vs switch",
-        "reasons",
-    ):
-        recs.add_column(col)
-    shown = [r for r in run.recommendations if r["action"] != "none"][-8:]
-    for rec in reversed(shown):
-        recs.add_row(
-            rec["issued_at"][11:19] + "Z",
-            f"{rec['system']}/{rec['component']}",
-            rec["action"] + (f" ≥{rec['not_before'][11:19]}Z" if rec.get("not_before") else ""),
-            _pct(rec["risk"]),
-            _fmt_lead(run.lead_time_s(rec)),
-            f"${_k(rec['expected_loss_stay_usd'])} / ${_k(rec['expected_cost_switch_usd'])}",
-            ", ".join(f"{r['feature']}" for r in rec["reasons"][:2]),
-        )
-    c = status["counters"]
-    rejects = ", ".join(f"{k} {v}" for k, v in sorted(status["reject_reasons"].items())) or "none"
-    footer = (
-        f"events {c['events']:,} · rejected {c['rejected']:,} ({rejects}) · "
-        f"risk scored {c['risk_scored']:,} · recommendations {c['recommendations']:,} · "
-        f"model {status['model_version']} · API http://127.0.0.1:{port}/docs"
-    )
-    return Group(systems, recs, Panel(footer))
-
-
-def _summary(run: DemoRun) -> dict[str, Any]:
-    status = run.live.status()
-    acts = list(run.failovers)
-    now_ms = status["watermark"] or run.sim.start_ms
-    failures = [
-        ep
-        for ep in run.failures
-        if ep.failure_at_ms is not None
-        and ep.failure_at_ms <= now_ms
-        and ep.failure_at_ms >= run.sim.start_ms + 1_800_000
-    ]
-    leads: list[float] = []
-    for ep in failures:
-        before = [
-            parse_ts(r["issued_at"])
-            for r in acts
-            if r["system"] == ep.system
-            and r["component"] == ep.component
-            and ep.onset_at_ms - 600_000 <= parse_ts(r["issued_at"]) < ep.failure_at_ms
-        ]
-        if before:
-            leads.append((ep.failure_at_ms - min(before)) / 1000.0)
-    false = sum(1 for r in acts if run.lead_time_s(r) is None)
-    return {
-        "events": status["counters"]["events"],
-        "rejected": status["counters"]["rejected"],
-        "reject_reasons": status["reject_reasons"],
-        "recommendations": run.n_recommendations,
-        "failovers_recommended": len(acts),
-        "failures_in_run": len(failures),
-        "failures_foreseen": len(leads),
-        "lead_times_s": sorted(leads),
-        "false_failovers": false,
-        "sim_until": ms_to_iso(now_ms),
-    }
-
-
-def _summary_table(s: dict[str, Any]) -> Table:
-    t = Table(title="Demo summary (against the simulator's ground truth)")
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    leads = ", ".join(f"{x / 60:.1f}" for x in s["lead_times_s"]) or "—"
-    for k, v in (
-        ("events processed", f"{s['events']:,}"),
-        ("rejected (dead-lettered)", f"{s['rejected']:,}"),
-        ("recommendations", f"{s['recommendations']:,}"),
-        ("failover recommendations", f"{s['failovers_recommended']}"),
-        ("failures in the run", f"{s['failures_in_run']}"),
-        ("failures foreseen", f"{s['failures_foreseen']}"),
-        ("lead times, min", leads),
-        ("false failover recommendations", f"{s['false_failovers']}"),
-        ("simulated until", s["sim_until"]),
-    ):
-        t.add_row(k, v)
-    return t
