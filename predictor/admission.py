@@ -8,11 +8,16 @@
 - ``out_of_order``: older than that by more than the tolerance.
 
 "Earlier" spans the entity's state and the rows before it in the same batch.
+
+:func:`admit` applies them all to a decoded batch, with ``entity_capacity`` for rows
+over the engine's entity limit, and names every rejected row.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from predictor.events import Reject, TelemetryBatch
 
 #: Reason per code returned by :func:`order_checks` (0: admitted).
 ORDER_REASONS = ("", "future_timestamp", "duplicate", "out_of_order")
@@ -91,3 +96,35 @@ def order_checks(
     reason[has & (ts == prev)] = 2
     reason[has & (ts < prev - tolerance_ms)] = 3
     return reason
+
+
+def admit(
+    batch: TelemetryBatch,
+    slots: np.ndarray,
+    ok: np.ndarray,
+    watermark_ms: int | None,
+    n_known: int,
+    seen: np.ndarray,
+    last_ts: np.ndarray,
+    skew_ms: int,
+    tolerance_ms: int,
+) -> tuple[np.ndarray, list[Reject]]:
+    """The rows of ``batch`` let in, and every row rejected (the decoder's first).
+
+    ``slots`` are the rows' entity slots, ``ok`` False where there was no room for the
+    entity; ``n_known``, ``seen`` and ``last_ts`` the entities' state after registering
+    the batch's new ones (see :func:`watermark_limit` and :func:`order_checks`).
+    """
+    rejects = list(batch.rejects)
+    ts = batch.ts_ms
+    future_limit = batch_future_limit(ts, skew_ms) if len(batch) else 0
+    if len(batch) and watermark_ms is not None:
+        future_limit = watermark_limit(watermark_ms, slots, ts, future_limit, n_known, skew_ms)
+    for i in np.flatnonzero(~ok).tolist():
+        rejects.append(Reject(int(batch.index[i]), "entity_capacity", "/".join(batch.keys[i])))
+    reason = order_checks(slots, ts, ok, future_limit, seen, last_ts, tolerance_ms)
+    for i in np.flatnonzero(reason > 0).tolist():
+        key = "/".join(batch.keys[i])
+        why = ORDER_REASONS[int(reason[i])]
+        rejects.append(Reject(int(batch.index[i]), why, f"{key} ts={int(ts[i])}"))
+    return ok & (reason == 0), rejects

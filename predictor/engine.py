@@ -57,12 +57,7 @@ from typing import Any
 import numpy as np
 
 from predictor import views
-from predictor.admission import (
-    ORDER_REASONS,
-    batch_future_limit,
-    order_checks,
-    watermark_limit,
-)
+from predictor.admission import admit
 from predictor.batching import rounds
 from predictor.config import (  # re-exported: the engine is where callers look for them
     EXTRA_FEATURES,
@@ -74,7 +69,7 @@ from predictor.context import Context
 from predictor.detectors import Detector, make_detector
 from predictor.detectors.calibration import bits_from_score
 from predictor.detectors.drift import DriftWatch
-from predictor.errors import ConfigError, ModelError
+from predictor.errors import ConfigError
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
 from predictor.features import FeatureState
@@ -82,7 +77,7 @@ from predictor.health import host_health, roll_up_min, system_health
 from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
-from predictor.risk import RiskModel
+from predictor.risk import RiskModel, check_fits
 from predictor.sites import Sites
 from predictor.sites import check_version as check_sites_version
 from predictor.sitrep import Reports, situation_reports
@@ -169,24 +164,9 @@ class Engine:
     # -- model ------------------------------------------------------------------------
     def set_model(self, model: RiskModel | None) -> None:
         """Swap the risk model (hot reload); its features must match the stream's."""
-        declared = tuple(getattr(model, "metric_names_", ()) or ())
-        if model is not None and declared and declared != tuple(self.config.metric_names):
-            raise ModelError(
-                f"the model takes the metrics {', '.join(declared)}; this stream tracks "
-                f"{', '.join(self.config.metric_names)} (configure the stream from the model)"
-            )
-        if model is not None and list(model.feature_names_) != self.feature_names:
-            missing = set(model.feature_names_) - set(self.feature_names)
-            raise ModelError(
-                f"model features do not match the stream's ({len(model.feature_names_)} vs "
-                f"{len(self.feature_names)}; missing here: {sorted(missing)[:5]})"
-            )
-        trained_on = getattr(model, "detector_", None)
-        if trained_on is not None and trained_on != self.config.detector:
-            raise ModelError(
-                f"the model was trained on {trained_on!r} anomaly scores and this stream runs "
-                f"detector {self.config.detector!r}: use --detector {trained_on} or retrain"
-            )
+        cfg = self.config
+        if model is not None:
+            check_fits(model, cfg.metric_names, self.feature_names, cfg.detector)
         self.model = model
 
     @property
@@ -307,32 +287,18 @@ class Engine:
         no decisions are taken, which is much faster on long batches of history.
         """
         cfg = self.config
-        rejects = list(batch.rejects)
-        n = len(batch)
-        skew_ms = int(cfg.max_future_skew_s * 1000)
-        future_limit = batch_future_limit(batch.ts_ms, skew_ms) if n else 0
         slots, ok = self._slots_for(batch.keys)
-        if n and self.watermark_ms is not None:
-            future_limit = watermark_limit(
-                self.watermark_ms, slots, batch.ts_ms, future_limit, self.n_entities, skew_ms
-            )
-        for i in np.flatnonzero(~ok).tolist():
-            rejects.append(Reject(int(batch.index[i]), "entity_capacity", "/".join(batch.keys[i])))
-        ts_all = batch.ts_ms
-        reason = order_checks(
+        ok, rejects = admit(
+            batch,
             slots,
-            ts_all,
             ok,
-            future_limit,
+            self.watermark_ms,
+            self.n_entities,
             self.features.n > 0,
             self.features.last_ts,
-            int(cfg.late_tolerance_s * 1000),
+            skew_ms=int(cfg.max_future_skew_s * 1000),
+            tolerance_ms=int(cfg.late_tolerance_s * 1000),
         )
-        for i in np.flatnonzero(reason > 0).tolist():
-            key = "/".join(batch.keys[i])
-            why = ORDER_REASONS[int(reason[i])]
-            rejects.append(Reject(int(batch.index[i]), why, f"{key} ts={int(ts_all[i])}"))
-        ok &= reason == 0
         self.count_rejects(rejects)
 
         slots, ts, x, index = slots[ok], batch.ts_ms[ok], batch.x[ok], batch.index[ok]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -271,6 +272,31 @@ class RiskModel:
             "seed": self.seed,
             "num_threads": self.num_threads,
         }
+
+
+def check_fits(
+    model: RiskModel, metric_names: Sequence[str], feature_names: Sequence[str], detector: str
+) -> None:
+    """Refuse, naming the mismatch, a model that does not fit the stream: its metrics,
+    its feature columns, or the detector whose anomaly scores it learnt from."""
+    declared = tuple(getattr(model, "metric_names_", ()) or ())
+    if declared and declared != tuple(metric_names):
+        raise ModelError(
+            f"the model takes the metrics {', '.join(declared)}; this stream tracks "
+            f"{', '.join(metric_names)} (configure the stream from the model)"
+        )
+    if list(model.feature_names_) != list(feature_names):
+        missing = set(model.feature_names_) - set(feature_names)
+        raise ModelError(
+            f"model features do not match the stream's ({len(model.feature_names_)} vs "
+            f"{len(feature_names)}; missing here: {sorted(missing)[:5]})"
+        )
+    trained_on = getattr(model, "detector_", None)
+    if trained_on is not None and trained_on != detector:
+        raise ModelError(
+            f"the model was trained on {trained_on!r} anomaly scores and this stream runs "
+            f"detector {detector!r}: use --detector {trained_on} or retrain"
+        )
 
 
 def _content_hash(booster: lgb.Booster) -> str:
