@@ -49,13 +49,13 @@ State
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from predictor import snapshot as parts
 from predictor import views
 from predictor.admission import admit
 from predictor.batching import rounds
@@ -69,7 +69,6 @@ from predictor.context import Context
 from predictor.detectors import Detector, make_detector
 from predictor.detectors.calibration import bits_from_score
 from predictor.detectors.drift import DriftWatch
-from predictor.errors import ConfigError
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
 from predictor.features import FeatureState
@@ -81,15 +80,12 @@ from predictor.risk import RiskModel, check_fits
 from predictor.sites import Sites
 from predictor.sites import check_version as check_sites_version
 from predictor.sitrep import Reports, situation_reports
+from predictor.snapshot import HOST_FILL, NEVER
 from predictor.topology import Topology
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EXTRA_FEATURES", "Engine", "EngineConfig", "StepResult", "feature_names"]
-
-#: Version of :meth:`Engine.snapshot`'s layout (2: one part per concept).
-SNAPSHOT_VERSION = 2
-_NEVER = int(np.iinfo(np.int64).min // 4)
 
 
 class Engine:
@@ -139,7 +135,7 @@ class Engine:
 
         # per host (slot)
         self.risk = np.full(64, np.nan)
-        self.risk_ts = np.full(64, _NEVER, dtype=np.int64)
+        self.risk_ts = np.full(64, NEVER, dtype=np.int64)
         self.anomaly = np.zeros(64)
         self.dead = np.zeros(64, dtype=bool)
         self.latest = np.zeros((64, len(self.feature_names)), dtype=np.float32)
@@ -155,7 +151,7 @@ class Engine:
         self.watermark_ms: int | None = None
         self.last_tick_ms: int | None = None
         #: Event time the feed last resumed after a global gap; silence counts from here.
-        self.resumed_ms: int = _NEVER
+        self.resumed_ms: int = NEVER
         self.counters: dict[str, int] = dict.fromkeys(
             ("events", "rejected", "risk_scored", "recommendations", "ticks"), 0
         )
@@ -196,7 +192,7 @@ class Engine:
         slot = reg.register(key)
         n = slot + 1
         self.risk = grow(self.risk, n, np.nan)
-        self.risk_ts = grow(self.risk_ts, n, _NEVER)
+        self.risk_ts = grow(self.risk_ts, n, NEVER)
         self.anomaly = grow(self.anomaly, n, 0.0)
         self.dead = grow(self.dead, n, False)
         self.latest = grow(self.latest, n, 0.0)
@@ -563,38 +559,13 @@ class Engine:
         """Components, hosts, exposure and market of one system."""
         return views.system_view(self, system)
 
-    # -- state -----------------------------------------------------------------------
+    # -- state (predictor.snapshot) ---------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """The state as a picklable value (not the model or config): one part per concept.
 
         Versioned: :meth:`from_snapshot` refuses a layout it does not know, by name.
         """
-        reg = self.registry
-        n, nc, ns = reg.n_entities, reg.n_components, reg.n_systems
-        return copy.deepcopy(
-            {
-                "version": SNAPSHOT_VERSION,
-                "registry": reg.snapshot(),
-                "context": self.context.snapshot(),
-                "escalation": self.escalation.snapshot(nc),
-                "features": self.features.snapshot(),
-                "detector": self.detector.snapshot(),
-                "drift": self.drift.snapshot(),
-                "hosts": {name: getattr(self, name)[:n] for name in _HOST_ARRAYS},
-                "components": {"health": self.comp_health[:nc]},
-                "systems": {"health": self.sys_health[:ns], "epoch": self.sys_epoch[:ns]},
-                "sites": self.sites.snapshot(ns),
-                "reports": self.sitreps.snapshot(ns),
-                "latest_rec": self.latest_rec,
-                "clock": {
-                    "watermark_ms": self.watermark_ms,
-                    "last_tick_ms": self.last_tick_ms,
-                    "resumed_ms": self.resumed_ms,
-                },
-                "counters": self.counters,
-                "reject_reasons": self.reject_reasons,
-            }
-        )
+        return parts.compose(self)
 
     @classmethod
     def from_snapshot(
@@ -607,13 +578,7 @@ class Engine:
         """The engine of ``snap``; ``topology`` (else the config's, else the snapshot's own)
         declares the systems. A snapshot without a ``sites`` part (older) has every system
         on its primary site."""
-        version = snap.get("version")
-        if version != SNAPSHOT_VERSION:
-            raise ConfigError(
-                f"engine snapshot version {version!r} is not {SNAPSHOT_VERSION}: a checkpoint "
-                "from another release; remove the checkpoint directory to start afresh"
-            )
-        state = copy.deepcopy(snap)
+        state = parts.opened(snap)
         reg = Registry.from_snapshot(state["registry"])
         sites = state.get("sites")
         check_sites_version(sites)
@@ -623,37 +588,15 @@ class Engine:
             declared = (sites or {}).get("topology") or {}
             topology = Topology.from_mapping(declared, "snapshot topology")
         eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg, topology)
-        eng.registry = reg
-        eng.context = Context(reg)
-        eng.context.restore(state["context"])
-        eng.sites = Sites(reg, eng.topology)
-        eng.sites.restore(sites)
-        eng.sitreps.restore(state.get("reports"))
-        eng.escalation.restore(state["escalation"])
-        eng.features = FeatureState.from_snapshot(state["features"])
-        eng.detector.restore(state["detector"])
-        if "drift" in state:  # older snapshots have none: the drift counts start at zero
-            eng.drift.restore(state["drift"])
-        for name, arr in state["hosts"].items():
-            setattr(eng, name, grow(np.asarray(arr), 64, _HOST_FILL[name]))
-        eng.comp_health = grow(np.asarray(state["components"]["health"]), 16, 100.0)
-        eng.sys_health = grow(np.asarray(state["systems"]["health"]), 8, 100.0)
-        eng.sys_epoch = grow(np.asarray(state["systems"]["epoch"], dtype=np.int64), 8, 0)
+        parts.restore(eng, reg, state)
         eng._ensure_levels()
-        eng.latest_rec = {int(k): v for k, v in state["latest_rec"].items()}
-        clock = state["clock"]
-        eng.watermark_ms = clock["watermark_ms"]
-        eng.last_tick_ms = clock["last_tick_ms"]
-        eng.resumed_ms = clock["resumed_ms"]
-        eng.counters = state["counters"]
-        eng.reject_reasons = state["reject_reasons"]
         eng.set_model(model)
         return eng
 
     def nbytes_per_entity(self) -> float:
         """State bytes per tracked host: features + detector + loop arrays."""
         n = max(1, self.n_entities)
-        loop = sum(getattr(self, name).nbytes / len(getattr(self, name)) for name in _HOST_ARRAYS)
+        loop = sum(getattr(self, name).nbytes / len(getattr(self, name)) for name in HOST_FILL)
         loop += self.registry.slot_comp.nbytes / len(self.registry.slot_comp)
         return (
             self.features.nbytes_per_entity()
@@ -661,17 +604,6 @@ class Engine:
             + loop
             + 200.0 * self.n_entities / n  # registry dict + key tuple, measured ≈ 200 B
         )
-
-
-_HOST_ARRAYS = ("risk", "risk_ts", "anomaly", "dead", "latest", "host_health")
-_HOST_FILL: dict[str, float | int | bool] = {
-    "risk": np.nan,
-    "risk_ts": _NEVER,
-    "anomaly": 0.0,
-    "dead": False,
-    "latest": 0.0,
-    "host_health": 100.0,
-}
 
 
 def _last_per_key(keys: np.ndarray) -> np.ndarray:
