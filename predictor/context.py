@@ -233,6 +233,25 @@ class Context:
         window[has] = np.maximum((ends[has] - t_ms) / 1000.0, 30.0)
         return ComponentContext(exposure, market, window, venue)
 
+    def stale(
+        self,
+        comp_system: np.ndarray,
+        venue: np.ndarray,
+        t_ms: int,
+        positions_s: float,
+        market_s: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per component: positions stale?, market stale? (a record seen, then older than
+        ``positions_s`` / ``market_s`` at ``t_ms``).
+
+        Context never received is not flagged: the documented defaults apply to it.
+        """
+        pos_ts = self.sys["positions_ts"][comp_system]
+        stale_pos = (pos_ts > 0) & (t_ms - pos_ts > positions_s * 1000)
+        mkt_ts = np.where(venue >= 0, self.ven["ts"][np.maximum(venue, 0)], 0)
+        stale_mkt = (mkt_ts > 0) & (t_ms - mkt_ts > market_s * 1000)
+        return stale_pos, stale_mkt
+
     def system_exposure(self, s: int) -> dict[str, Any]:
         self.ensure_systems(s + 1)
         return {

@@ -58,7 +58,7 @@ import numpy as np
 from predictor import snapshot as parts
 from predictor import views
 from predictor.admission import admit
-from predictor.batching import rounds
+from predictor.batching import TickCuts, rounds, tick_cuts
 from predictor.config import (  # re-exported: the engine is where callers look for them
     EXTRA_FEATURES,
     EngineConfig,
@@ -308,18 +308,9 @@ class Engine:
         recs: list[dict[str, Any]] = []
 
         tick_ms = int(cfg.tick_s * 1000)
-        wm0 = self.watermark_ms if self.watermark_ms is not None else (int(ts[0]) if m else 0)
-        running = np.maximum.accumulate(np.maximum(ts, wm0)) if m else ts
-        tick_idx = running // tick_ms
-        start_tick = wm0 // tick_ms
-        cuts = np.flatnonzero(np.diff(np.concatenate([[start_tick], tick_idx])) > 0)
-        bounds = [0, *cuts.tolist(), m] if decide else [0, m]
-        # Rows where the whole feed resumes after a silence longer than the heartbeat limit.
-        gaps = (
-            np.flatnonzero(np.diff(np.concatenate([[wm0], running])) > self._silence_limit_ms)
-            if m and self.watermark_ms is not None
-            else np.zeros(0, dtype=np.int64)
-        )
+        # Gaps: rows where the whole feed resumes after a silence over the heartbeat limit.
+        cuts = tick_cuts(ts, self.watermark_ms, tick_ms, self._silence_limit_ms, decide)
+        bounds = cuts.bounds
         for j in range(len(bounds) - 1):
             lo, hi = bounds[j], bounds[j + 1]
             if hi > lo:
@@ -328,14 +319,12 @@ class Engine:
                 anomaly[seg], risk[seg] = a, r
                 if feats is not None:
                     feats[seg] = f
-                self.watermark_ms = max(wm0, int(running[hi - 1]))
-            if (
-                hi < m and decide
-            ):  # the row at ``hi`` crosses into a new tick: decide at its boundary
-                self._note_resume(gaps, running, hi)
-                recs.extend(self._tick(int(tick_idx[hi]) * tick_ms))
+                self.watermark_ms = max(cuts.start_ms, int(cuts.running[hi - 1]))
+            if hi < m and decide:  # the row at ``hi`` crosses a tick: decide at its boundary
+                self._note_resume(cuts, hi)
+                recs.extend(self._tick(int(cuts.tick[hi]) * tick_ms))
         if m:
-            self._note_resume(gaps, running, m - 1)
+            self._note_resume(cuts, m - 1)
         self.counters["events"] += m
         health = host_health(risk, anomaly, np.zeros(m, dtype=bool))
         return StepResult(
@@ -410,11 +399,11 @@ class Engine:
         cfg = self.config
         return int(cfg.heartbeat_misses * cfg.heartbeat_interval_s * 1000)
 
-    def _note_resume(self, gaps: np.ndarray, running: np.ndarray, upto: int) -> None:
+    def _note_resume(self, cuts: TickCuts, upto: int) -> None:
         """Start counting silence afresh from the latest global gap at or before ``upto``."""
-        k = int(np.searchsorted(gaps, upto, side="right"))
-        if k:
-            self.resumed_ms = max(self.resumed_ms, int(running[gaps[k - 1]]))
+        resumed = cuts.resumed_at(upto)
+        if resumed is not None:
+            self.resumed_ms = max(self.resumed_ms, resumed)
 
     def advance_to(self, t_ms: int) -> list[dict[str, Any]]:
         """Move event time on to ``t_ms`` without events, deciding at every tick crossed.
@@ -471,7 +460,10 @@ class Engine:
         comp_dead[comp_of[dead]] = True
 
         ctx = self.context.for_components(comp_system, t_ms, cfg.costs)
-        stale_pos, stale_mkt = self._stale(comp_system, ctx.venue, t_ms)
+        pol = cfg.policy
+        stale_pos, stale_mkt = self.context.stale(
+            comp_system, ctx.venue, t_ms, pol.stale_positions_s, pol.stale_market_s
+        )
         decision = decide(
             comp_risk,
             comp_dead,
@@ -535,20 +527,6 @@ class Engine:
             keys = self.registry.comp_keys
             self._crit = np.array([self.topology.criticality(s, c) for s, c in keys[:nc]])
         return self._crit[:nc]
-
-    def _stale(
-        self, comp_system: np.ndarray, venue: np.ndarray, t_ms: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per component: positions stale?, market stale? (a record seen, then too old).
-
-        Context never received is not flagged: the documented defaults apply to it.
-        """
-        pol = self.config.policy
-        pos_ts = self.context.sys["positions_ts"][comp_system]
-        stale_pos = (pos_ts > 0) & (t_ms - pos_ts > pol.stale_positions_s * 1000)
-        mkt_ts = np.where(venue >= 0, self.context.ven["ts"][np.maximum(venue, 0)], 0)
-        stale_mkt = (mkt_ts > 0) & (t_ms - mkt_ts > pol.stale_market_s * 1000)
-        return stale_pos, stale_mkt
 
     # -- views for the API and the terminal (predictor.views) ----------------------------
     def systems_view(self) -> list[dict[str, Any]]:
