@@ -45,6 +45,17 @@ def rounds(slots: np.ndarray) -> list[np.ndarray]:
     return np.split(by_rank, np.cumsum(counts)[:-1])
 
 
+def last_per_key(keys: np.ndarray) -> np.ndarray:
+    """Index of the last occurrence of each distinct key (in key order).
+
+    >>> last_per_key(np.array([4, 7, 4, 9])).tolist()
+    [2, 1, 3]
+    """
+    rev = keys[::-1]
+    _, first_in_rev = np.unique(rev, return_index=True)
+    return len(keys) - 1 - first_in_rev
+
+
 @dataclass(frozen=True, slots=True)
 class TickCuts:
     """A micro-batch cut where its watermark crosses a tick boundary."""

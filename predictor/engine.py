@@ -58,7 +58,7 @@ import numpy as np
 from predictor import snapshot as parts
 from predictor import views
 from predictor.admission import admit
-from predictor.batching import TickCuts, rounds, tick_cuts
+from predictor.batching import TickCuts, last_per_key, rounds, tick_cuts
 from predictor.config import (  # re-exported: the engine is where callers look for them
     EXTRA_FEATURES,
     EngineConfig,
@@ -76,7 +76,7 @@ from predictor.health import host_health, roll_up_min, system_health
 from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
-from predictor.risk import RiskModel, check_fits
+from predictor.risk import RiskModel, check_fits, due_for_scoring
 from predictor.sites import Sites
 from predictor.sites import check_version as check_sites_version
 from predictor.sitrep import Reports, situation_reports
@@ -369,22 +369,17 @@ class Engine:
         self.drift.update(s, bits_from_score(a), t)
         full = np.concatenate([f, a[:, None].astype(np.float32)], axis=1)
 
-        cadence = int(cfg.risk_cadence_s * 1000)
-        due = np.zeros(len(s), dtype=bool)
-        for idx in batch_rounds:
-            e = s[idx]
-            d = (t[idx] - self.risk_ts[e] >= cadence) | (a[idx] >= cfg.risk_on_anomaly)
-            self.risk_ts[e[d]] = t[idx][d]
-            due[idx[d]] = True
+        cadence_ms = int(cfg.risk_cadence_s * 1000)
+        due = due_for_scoring(s, t, a, self.risk_ts, batch_rounds, cadence_ms, cfg.risk_on_anomaly)
 
         risk_rows = np.full(len(s), np.nan)
         if self.model is not None and due.any():
             rows = np.flatnonzero(due)
             risk_rows[rows] = self.model.predict_risk(full[rows])
             self.counters["risk_scored"] += len(rows)
-            last_due = _last_per_key(s[rows])
+            last_due = last_per_key(s[rows])
             self.risk[s[rows[last_due]]] = risk_rows[rows[last_due]]
-        last = _last_per_key(s)
+        last = last_per_key(s)
         ls = s[last]
         self.anomaly[ls] = a[last]
         self.latest[ls] = full[last]
@@ -582,10 +577,3 @@ class Engine:
             + loop
             + 200.0 * self.n_entities / n  # registry dict + key tuple, measured ≈ 200 B
         )
-
-
-def _last_per_key(keys: np.ndarray) -> np.ndarray:
-    """Index of the last occurrence of each distinct key."""
-    rev = keys[::-1]
-    _, first_in_rev = np.unique(rev, return_index=True)
-    return len(keys) - 1 - first_in_rev

@@ -274,6 +274,31 @@ class RiskModel:
         }
 
 
+def due_for_scoring(
+    s: np.ndarray,
+    t: np.ndarray,
+    anomaly: np.ndarray,
+    scored_ms: np.ndarray,
+    batch_rounds: list[np.ndarray],
+    cadence_ms: int,
+    on_anomaly: float,
+) -> np.ndarray:
+    """Rows to score: ``cadence_ms`` of event time since the entity's last scoring, or at
+    once on an anomaly score of at least ``on_anomaly``.
+
+    ``s``, ``t``, ``anomaly`` are the rows' entity slots, event times (ms) and anomaly
+    scores; ``batch_rounds`` their rounds (:func:`predictor.batching.rounds`), so a row
+    sees the scorings of its entity's earlier rows. ``scored_ms`` (per slot) is updated.
+    """
+    due = np.zeros(len(s), dtype=bool)
+    for idx in batch_rounds:
+        e = s[idx]
+        d = (t[idx] - scored_ms[e] >= cadence_ms) | (anomaly[idx] >= on_anomaly)
+        scored_ms[e[d]] = t[idx][d]
+        due[idx[d]] = True
+    return due
+
+
 def check_fits(
     model: RiskModel, metric_names: Sequence[str], feature_names: Sequence[str], detector: str
 ) -> None:
