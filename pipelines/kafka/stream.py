@@ -14,34 +14,24 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipelines.driver import RecordColumns, Topics, dead_letter
+from pipelines.driver import RecordColumns, Topics
 from pipelines.embedded.feed import FeedMonitor
 from pipelines.kafka.adapter import TP as TopicPartition
-from pipelines.kafka.adapter import Consumer, Fetched
+from pipelines.kafka.adapter import Consumer
 from pipelines.kafka.checkpoint import CheckpointStore
 from pipelines.kafka.clients import kafka_client
-from pipelines.kafka.commands import Command, CommandLog, apply_commands
-from pipelines.kafka.commands import decode as decode_command
-from pipelines.kafka.partition import (
-    EngineFactory,
-    MarketLog,
-    PartitionTask,
-)
+from pipelines.kafka.context_readers import ContextReaders, caught_up, raws
+from pipelines.kafka.partition import EngineFactory, PartitionTask
+from pipelines.kafka.watch import NEW_LOG_END_CLIENT, Watch
 from pipelines.outbound.alertmanager import AlertNotifier
-from predictor.errors import PrecoveryError, SinkError, SourceError, ValidationError
-from predictor.events import (
-    Reject,
-    decode_record,
-    parse_market,
-)
-from predictor.ports import OutRecord, RawRecord, Sink
+from predictor.errors import SinkError, SourceError
+from predictor.ports import OutRecord, Sink
 
 if TYPE_CHECKING:
     from pipelines.records.audit import AuditLog
@@ -157,15 +147,15 @@ class KafkaStreamWorker:
             config.bootstrap, client_id=f"{config.client_id or 'precovery'}-out"
         )
         self.tasks: dict[int, PartitionTask] = {}
-        self.market = MarketLog()
-        self.commands = CommandLog()
         self.name = config.client_id or "precovery-stream"
+        #: market.v1 and commands.v1, read whole (pipelines.kafka.context_readers)
+        self.context = ContextReaders(
+            self.kafka, config.bootstrap, self.topics, config.max_message_bytes, self.name
+        )
         self._stop = threading.Event()
         self._paused: set[int] = set()
         #: the clients (:class:`~pipelines.kafka.adapter.Consumer`; None while closed)
         self.consumer: Any = None
-        self.market_consumer: Any = None
-        self.commands_consumer: Any = None
         self.offsets: Any = None
         self.counters: dict[str, int] = {
             "polled": 0,
@@ -180,18 +170,9 @@ class KafkaStreamWorker:
         self.listener_error: Exception | None = None
         self._to_seek: set[int] = set()
         self.feed = FeedMonitor(config.feed_lost_after_s)
+        #: stall and silence (pipelines.kafka.watch)
+        self.watch = Watch(config, self.feed)
         self.notifier = notifier
-        self._tele_ends: dict[int, int] = {}
-        self._last_fleet_check = -math.inf
-        self._fleet_moved_at: float | None = None
-        #: partition -> (wall time it went quiet, its watermark and next offset then)
-        self._quiet: dict[int, tuple[float, int, int]] = {}
-        self._lost_reported = False
-        #: wall time of the last progress (records polled or processed, or nothing to do)
-        self._progress_at = time.monotonic()
-        #: wall time the broker last answered a log-end query, and the processed offsets then
-        self._ends_ok_at = time.monotonic()
-        self._processed_mark: dict[int, int | None] = {}
         #: a new risk model waiting for the next iteration (set_model, any thread)
         self._next_model: tuple[Any] | None = None
         make_engine(None)  # fail before joining the group if the model does not fit
@@ -252,12 +233,13 @@ class KafkaStreamWorker:
             self.close()
 
     def _connect(self) -> None:
-        """Open the three clients: market reader, log-end offsets, group member (all or
-        none: a failure closes the ones already open and raises ``SourceError``)."""
+        """Open the clients: the context readers (market.v1, commands.v1), log-end
+        offsets, group member (all or none: a failure closes the ones already open and
+        raises ``SourceError``)."""
         cfg = self.config
         opened: list[Consumer] = []
         try:
-            opened.append(self.kafka.assigned_consumer(cfg.bootstrap, self.topics.market))
+            self.context.open()
             opened.append(self.kafka.offsets_client(cfg.bootstrap))
             opened.append(
                 self.kafka.group_consumer(
@@ -270,33 +252,12 @@ class KafkaStreamWorker:
                 )
             )
         except BaseException:
+            self.context.close()
             for c in opened:
                 _close_quietly(c, "client")
             raise
-        self.market = MarketLog()  # the new market reader reads market.v1 from the start
-        self.market_consumer, self.offsets, self.consumer = opened
-        self.commands = CommandLog()  # and the commands reader commands.v1
-        self.commands_consumer = self._open_commands()
-        now = time.monotonic()
-        self._progress_at = self._ends_ok_at = now
-
-    def _open_commands(self) -> Consumer | None:
-        """The reader of the commands topic, from its start (None without one: approvals
-        taken at the API then do not reach this worker, which says so and streams on)."""
-        topic = self.topics.commands
-        if not topic:
-            return None
-        try:
-            return self.kafka.assigned_consumer(self.config.bootstrap, topic)
-        except PrecoveryError as exc:
-            logger.error(
-                "worker %s cannot read %s (%s): approved failovers will not reach it; "
-                "create the topic (precovery stream does, unless --no-create-topics)",
-                self.name,
-                topic,
-                exc,
-            )
-            return None
+        self.offsets, self.consumer = opened
+        self.watch.connected()
 
     def close(self) -> None:
         """Checkpoint everything, commit, leave the group, close the clients."""
@@ -309,11 +270,10 @@ class KafkaStreamWorker:
             except Exception as exc:  # closing must not hide the loop's own error
                 logger.warning("consumer close failed: %r", exc)
             self.consumer = None
-        for name in ("market_consumer", "commands_consumer", "offsets"):
-            client = getattr(self, name)
-            if client is not None:
-                client.close()
-                setattr(self, name, None)
+        self.context.close()
+        if self.offsets is not None:
+            self.offsets.close()
+            self.offsets = None
         close = getattr(self.sink, "close", None)
         if self._own_sink and close is not None:
             close()
@@ -332,7 +292,7 @@ class KafkaStreamWorker:
             for running in self.tasks.values():
                 running.engine.set_model(model)
         if self.consumer is None:  # a reconnect failed: try again after a while
-            if time.monotonic() - self._progress_at >= min(cfg.stall_reconnect_s, 5.0):
+            if time.monotonic() - self.watch.progress_at >= min(cfg.stall_reconnect_s, 5.0):
                 self.reconnect("reconnect failed before")
             else:
                 time.sleep(cfg.poll_timeout_s)
@@ -360,28 +320,27 @@ class KafkaStreamWorker:
                 if not task.add_telemetry(cols):
                     self._reseek(tp, task.telemetry_next)
             else:
-                dead = task.add_positions(_raws(f))
+                dead = task.add_positions(raws(f))
                 if dead is None:
                     self._reseek(tp, task.positions_offset)
                 else:
                     out.extend(dead)
-        out.extend(self._poll_market())
-        if self.commands_consumer is not None:
-            out.extend(self._poll_commands())
-        self.feed.note(n)  # records read are input, a backlog included
-        if n:
-            self._fleet_moved_at = time.monotonic()
+        out.extend(self.context.poll(self.tasks))
+        self.counters["failovers_applied"] = self.context.failovers_applied
+        self.watch.polled(n)  # records read are input, a backlog included
         if any(t.pending_records for t in self.tasks.values()):
             need = max(t.pending_max_ts() for t in self.tasks.values())
-            market_frontier = self._market_frontier(need)
+            market_frontier = self.context.market_frontier(
+                need, lambda tps: self._log_ends(self.consumer, tps)
+            )
             positions = self._positions_frontiers(need)
             for p, task in self.tasks.items():
                 if task.pending_records:
                     frontier = min(market_frontier, positions[p])
                     out.extend(task.advance(frontier))
-        out.extend(self._watch_silence())
+        out.extend(self.watch.silence(self.tasks, self._telemetry_ends))
         if n:
-            self._progress_at = time.monotonic()
+            self.watch.progressed()
         self.counters["polled"] += n
         if out:
             try:
@@ -411,50 +370,12 @@ class KafkaStreamWorker:
 
     # -- a stuck client ---------------------------------------------------------------
     def _watch_stall(self) -> None:
-        """Reconnect when the clients are stuck: see ``StreamConfig.stall_reconnect_s``.
-
-        Progress is records polled (:meth:`run_once`), telemetry processed, or nothing
-        left to process on the broker (:meth:`_note_lag`); time while the broker does not
-        answer is not counted, so the clients get ``stall_reconnect_s`` after a broker
-        comes back to recover by themselves. Without progress for
-        ``stall_reconnect_s`` while the broker answered log-end queries, the group
-        consumer or the market reader is stuck: every client is closed (partitions are
-        checkpointed and revoked first, as in a rebalance) and opened anew, and the
-        partitions resume from their checkpoints. A broker that does not answer at all
-        for that long gets a fresh log-end client only (the group consumer retries by
-        itself, and a new one could not join either).
-        """
-        limit = self.config.stall_reconnect_s
-        now = time.monotonic()
-        if not self.tasks:  # nothing assigned: nothing can stall (a standby member)
-            self._progress_at = self._ends_ok_at = now
-            return
-        if limit <= 0 or self.consumer is None:
-            return
-        if now - self._ends_ok_at >= limit:
-            logger.warning(
-                "worker %s: no answer from the broker for %.0f s: a new log-end client",
-                self.name,
-                now - self._ends_ok_at,
-            )
-            self._ends_ok_at = now
+        """Act on :meth:`Watch.stall`: a fresh log-end client, or a reconnect."""
+        action = self.watch.stall(self.tasks, self.consumer is not None)
+        if action == NEW_LOG_END_CLIENT:
             self._replace_offsets_client()
-            return
-        if now - self._progress_at < limit:
-            return
-        self.reconnect(f"nothing polled or processed for {now - self._progress_at:.0f} s")
-
-    def _note_lag(self, ends: dict[int, int]) -> None:
-        """Given fresh log-end offsets of telemetry: progress, or records left behind?"""
-        now = time.monotonic()
-        self._ends_ok_at = now
-        processed = {p: t.telemetry_offset for p, t in self.tasks.items()}
-        behind = any(
-            p in ends and ends[p] > (t.telemetry_offset or 0) for p, t in self.tasks.items()
-        )
-        if not behind or processed != self._processed_mark:
-            self._progress_at = now
-        self._processed_mark = processed
+        elif action is not None:
+            self.reconnect(action)
 
     def _replace_offsets_client(self) -> None:
         if self.offsets is not None:
@@ -475,7 +396,8 @@ class KafkaStreamWorker:
         parts = [TopicPartition(self.topics.telemetry, p) for p in self.tasks]
         self.on_revoked(parts)  # the state is in the checkpoints: resume from there
         self._to_seek.clear()
-        for name in ("consumer", "market_consumer", "commands_consumer", "offsets"):
+        self.context.close()
+        for name in ("consumer", "offsets"):
             client = getattr(self, name)
             setattr(self, name, None)
             if client is not None:
@@ -484,70 +406,7 @@ class KafkaStreamWorker:
             self._connect()
         except SourceError as exc:  # broker away: try again after another stall period
             logger.warning("worker %s: reconnect failed (%s); retrying later", self.name, exc)
-            self._progress_at = time.monotonic()
-
-    # -- silence ------------------------------------------------------------------------
-    def _watch_silence(self) -> list[OutRecord]:
-        """Let quiet partitions see time pass while the fleet reports; flag a lost feed.
-
-        Once per ``fleet_check_s``: the log-end offsets of *every* telemetry partition
-        say whether the fleet still reports (they grow) — whoever's partitions they are.
-        A partition of ours that is read to its end and has nothing pending is quiet: its
-        event time moves on from its watermark by the wall time the fleet was seen alive
-        since it went quiet (and at least to the newest watermark of our other
-        partitions), so the heartbeat rule fires for a dark system within one check.
-        No growth anywhere for ``feed_lost_after_s`` is ``telemetry_lost``: time then
-        stands still (unless ``failover_on_feed_loss``) and health.v1 says so.
-        """
-        cfg = self.config
-        now = time.monotonic()
-        if now - self._last_fleet_check < cfg.fleet_check_s or not self.tasks:
-            return []
-        self._last_fleet_check = now
-        ends = self._telemetry_ends()
-        if ends:
-            self._note_lag(ends)
-        else:  # the broker does not answer: no evidence of a stuck client (a stall is
-            self._progress_at = now  # counted only while the broker answers)
-        growth = sum(max(0, e - self._tele_ends.get(p, e)) for p, e in ends.items())
-        self._tele_ends.update(ends)
-        if growth:
-            self._fleet_moved_at = now
-        lag = sum(
-            max(0, ends[p] - (t.telemetry_next or 0)) for p, t in self.tasks.items() if p in ends
-        )
-        self.feed.note(growth, lag if ends else None)
-        lost = self.feed.check()
-        out: list[OutRecord] = []
-        conditions = ["telemetry_lost"] if lost else []
-        if lost != self._lost_reported:
-            self._lost_reported = lost
-            for task in self.tasks.values():
-                out.extend(task.health(conditions))
-        alive_until = now if cfg.failover_on_feed_loss else self._fleet_moved_at
-        newest = max(
-            (t.engine.watermark_ms for t in self.tasks.values() if t.engine.watermark_ms),
-            default=None,
-        )
-        for p, task in self.tasks.items():
-            wm = task.engine.watermark_ms
-            caught_up = p in ends and (task.telemetry_next or 0) >= ends[p]
-            if task.pending_records or not caught_up or wm is None:
-                self._quiet.pop(p, None)
-                continue
-            offset = task.telemetry_next or 0
-            since, base, at = self._quiet.get(p, (now, wm, offset))
-            if at != offset:  # it processed records since: quiet from now
-                since, base = now, wm
-            self._quiet[p] = (since, base, offset)
-            target = base + (
-                int((alive_until - since) * 1000) if alive_until and alive_until > since else 0
-            )
-            if newest is not None and not lost:
-                target = max(target, newest)
-            if target > wm:
-                out.extend(task.advance_quiet(target, conditions))
-        return out
+            self.watch.progressed()
 
     def _telemetry_ends(self) -> dict[int, int]:
         """Log-end offset of every partition of the telemetry topic ({} if unreachable)."""
@@ -559,53 +418,6 @@ class KafkaStreamWorker:
             return {}
         tps = [TopicPartition(self.topics.telemetry, p) for p in sorted(parts)]
         return {tp.partition: off for tp, off in self._log_ends(self.offsets, tps).items()}
-
-    def _poll_market(self) -> list[OutRecord]:
-        out: list[OutRecord] = []
-        assert self.market_consumer is not None
-        for _ in range(100):
-            polled = self.market_consumer.poll(0.0, 10_000)
-            if not polled:
-                break
-            for f in polled:
-                for r in _raws(f):
-                    self.market.next_offset[f.partition] = r.offset + 1
-                    try:
-                        m = decode_record(r.value, parse_market, self.config.max_message_bytes)
-                    except ValidationError as exc:
-                        out.append(dead_letter(r, Reject(0, exc.reason, exc.detail), self.topics))
-                        continue
-                    self.market.add(f.partition, r.offset, m)
-                    for task in self.tasks.values():
-                        task.add_market([m])
-        return out
-
-    def _poll_commands(self) -> list[OutRecord]:
-        """Read new failover commands; carry each out on the partition engines that know
-        its system (once per epoch: see :mod:`pipelines.kafka.commands`)."""
-        out: list[OutRecord] = []
-        assert self.commands_consumer is not None
-        for _ in range(100):
-            polled = self.commands_consumer.poll(0.0, 1000)
-            if not polled:
-                break
-            for f in polled:
-                for r in _raws(f):
-                    try:
-                        cmd = decode_command(r.value)
-                    except ValidationError as exc:
-                        out.append(dead_letter(r, Reject(0, exc.reason, exc.detail), self.topics))
-                        continue
-                    self.commands.add(r.offset, cmd)
-                    for task in self.tasks.values():
-                        self._apply_commands(task, [cmd])
-        return out
-
-    def _apply_commands(self, task: PartitionTask, commands: Iterable[Command]) -> None:
-        done = apply_commands(task.engine, commands)
-        if done:
-            task.dirty = True
-            self.counters["failovers_applied"] += len(done)
 
     def _log_ends(self, _consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Log-end offsets asked of the broker *now* (a fetch's high watermark can be stale:
@@ -619,31 +431,6 @@ class KafkaStreamWorker:
             logger.debug("end_offsets failed: %r", exc)
             return {}
 
-    @staticmethod
-    def _caught_up(consumer: Any, tp: Any, next_offset: int | None, ends: dict[Any, int]) -> bool:
-        end = ends.get(tp)
-        if end is None:
-            return False
-        if next_offset is None:
-            try:
-                next_offset = consumer.position(tp)
-            except Exception:
-                return False
-        return next_offset is not None and next_offset >= end
-
-    def _market_frontier(self, need: float) -> float:
-        tps = list(self.market_consumer.assignment())
-        seen = min((self.market.max_ts.get(tp.partition, -math.inf) for tp in tps), default=0)
-        if seen >= need:  # event time alone covers what is pending: no broker round trip
-            return float(seen)
-        ends = self._log_ends(self.market_consumer, tps)
-        f = math.inf
-        for tp in tps:
-            nxt = self.market.next_offset.get(tp.partition)
-            if not self._caught_up(self.market_consumer, tp, nxt, ends):
-                f = min(f, self.market.max_ts.get(tp.partition, -math.inf))
-        return f
-
     def _positions_frontiers(self, need: float) -> dict[int, float]:
         tps = {p: TopicPartition(self.topics.positions, p) for p in self.tasks}
         seen = {p: t.positions_max_ts for p, t in self.tasks.items()}
@@ -652,7 +439,7 @@ class KafkaStreamWorker:
         ends = self._log_ends(self.consumer, list(tps.values()))
         out = {}
         for p, task in self.tasks.items():
-            if self._caught_up(self.consumer, tps[p], task.positions_offset, ends):
+            if caught_up(self.consumer, tps[p], task.positions_offset, ends):
                 out[p] = math.inf
             else:
                 mx = task.positions_max_ts
@@ -666,7 +453,7 @@ class KafkaStreamWorker:
         tps = {p: TopicPartition(self.topics.telemetry, p) for p in self.tasks}
         ends = self._log_ends(self.consumer, list(tps.values()))
         return all(
-            self._caught_up(self.consumer, tps[p], t.telemetry_offset, ends)
+            caught_up(self.consumer, tps[p], t.telemetry_offset, ends)
             for p, t in self.tasks.items()
         )
 
@@ -733,7 +520,7 @@ class KafkaStreamWorker:
             if task is not None:
                 self._checkpoint(task)
             self._paused.discard(p)
-            self._quiet.pop(p, None)
+            self.watch.forget([p])
         if gone:
             logger.info("worker %s: revoked partitions %s", self.name, gone)
 
@@ -742,7 +529,7 @@ class KafkaStreamWorker:
         for p in gone:  # someone else may own it already: no checkpoint from here
             self.tasks.pop(p, None)
             self._paused.discard(p)
-            self._quiet.pop(p, None)
+            self.watch.forget([p])
         if gone:
             logger.warning("worker %s: lost partitions %s", self.name, gone)
 
@@ -798,9 +585,8 @@ class KafkaStreamWorker:
         ck = self.store.load(p)
         self._to_seek.add(p)
         task = PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
-        # market.v1 read so far, from what the restored state has not applied yet
-        task.add_market(self.market.between(task.engine.context.applied_ms, math.inf))
-        self._apply_commands(task, self.commands.commands)  # those it has are skipped
+        self.context.hand_over(task)  # the market and commands it has not applied yet
+        self.counters["failovers_applied"] = self.context.failovers_applied
         return task
 
     def _rewind(self) -> None:
@@ -808,14 +594,6 @@ class KafkaStreamWorker:
         self.counters["rewinds"] += 1
         for p in list(self.tasks):
             self.tasks[p] = self._restore(p)
-
-
-def _raws(f: Fetched) -> list[RawRecord]:
-    t, p = f.topic, f.partition
-    return [
-        RawRecord(t, v, k, p, o, ts)
-        for v, k, o, ts in zip(f.values, f.keys, f.offsets, f.timestamps, strict=True)
-    ]
 
 
 def _close_quietly(client: Any, what: str) -> None:
