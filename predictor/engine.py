@@ -42,9 +42,14 @@ Emission
 State
     The engine composes one object per concept — :class:`~predictor.registry.Registry`
     (who), :class:`~predictor.context.Context` (positions, market),
-    :class:`~predictor.escalation.Escalation` (current actions), features, detector —
+    :class:`~predictor.escalation.Escalation` (current actions),
+    :class:`~predictor.sites.Sites` (active site, failover epochs),
+    :class:`~predictor.sitrep.Reports` (situation report clocks), features, detector —
     and the loop's own arrays. :meth:`Engine.snapshot` is an explicit, versioned value
-    of each, never the object's ``__dict__``.
+    of each (the layout: :mod:`predictor.snapshot`), never the object's ``__dict__``.
+    Input checks are :mod:`predictor.admission`'s, the cut at ticks
+    :mod:`predictor.batching`'s, the risk cadence and model fit :mod:`predictor.risk`'s;
+    recommendations, reports and views are pure functions of the engine's public state.
 """
 
 from __future__ import annotations
