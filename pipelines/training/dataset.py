@@ -10,6 +10,7 @@ would not see. Part of :mod:`pipelines.training.train`, which re-exports every n
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from predictor.events import ms_to_iso
 from predictor.features import DEFAULT_METRICS
 from predictor.labels import Incident, make_labels
 from predictor.policy import PolicyConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,12 @@ class TrainConfig:
     calibration_fraction
         Share of the training rows, the latest (counted before sampling), that
         calibrates the model.
+    max_test_s, max_calibration_s, max_fit_negatives
+        Bounds that keep memory flat however long the history: the test window is at
+        most ``max_test_s`` (7 days), the calibration slice at most ``max_calibration_s``
+        (2 days), and the fit sees at most ``max_fit_negatives`` sampled negatives (the
+        sample's share is halved, while the features stream, until it fits: the same rows
+        whatever the chunking). A week of history is under every bound.
     """
 
     horizon_s: float = 1800.0
@@ -72,6 +81,9 @@ class TrainConfig:
     #: keeps every positive and this share of the negatives, weighted back.
     negative_fraction: float = 0.1
     calibration_fraction: float = 0.2
+    max_test_s: float = 7 * 86_400.0
+    max_calibration_s: float = 2 * 86_400.0
+    max_fit_negatives: int = 500_000
 
 
 @dataclass(slots=True)
@@ -101,6 +113,9 @@ class Dataset:
     rows_sampled_out: int = 0
     #: With a stream sample: from this time on, ms, every row was kept.
     whole_from_ms: int | None = None
+    #: With a stream sample: the share of the fitting part's negatives kept (the
+    #: configured one, or less when ``max_fit_negatives`` bound it); None: no sample.
+    negative_fraction: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +132,14 @@ class Windows:
 
 
 def windows(t_min: int, t_max: int, cfg: TrainConfig) -> Windows:
-    """Cut ``[t_min, t_max]``: the latest ``test_fraction`` tests, one horizon before it
-    is purged, the last ``calibration_fraction`` of the rest calibrates, the rest fits."""
-    split = t_min + int((t_max - t_min) * (1 - cfg.test_fraction))
+    """Cut ``[t_min, t_max]``: the latest ``test_fraction`` (at most ``max_test_s``)
+    tests, one horizon before it is purged, the last ``calibration_fraction`` of the rest
+    (at most ``max_calibration_s``) calibrates, the rest fits."""
+    test_ms = min(int((t_max - t_min) * cfg.test_fraction), int(cfg.max_test_s * 1000))
+    split = t_max - test_ms
     train_end = split - int(cfg.horizon_s * 1000)
-    cal_start = t_min + int(max(train_end - t_min, 0) * (1 - cfg.calibration_fraction))
+    cal_ms = int(max(train_end - t_min, 0) * cfg.calibration_fraction)
+    cal_start = train_end - min(cal_ms, int(cfg.max_calibration_s * 1000))
     return Windows(t_min, t_max, split, train_end, cal_start)
 
 
@@ -160,14 +178,23 @@ class StreamSample:
         return windows(self.first_ms, self.last_ms, self.cfg).cal_start - self.margin_ms
 
     def mask(
-        self, keys: list[tuple[str, str, str]], ts: np.ndarray, row_id: np.ndarray
-    ) -> tuple[np.ndarray, int]:
-        """``(keep, sampled_out)``: the rows to keep, and how many calm rows the sample
-        dropped (rows inside incidents are dropped too, but not counted: never trained on)."""
+        self,
+        keys: list[tuple[str, str, str]],
+        ts: np.ndarray,
+        row_id: np.ndarray,
+        fraction: float | None = None,
+    ) -> tuple[np.ndarray, int, np.ndarray]:
+        """``(keep, sampled_out, sampled)``: the rows to keep, how many calm rows the
+        sample dropped (rows inside incidents are dropped too, but not counted: never
+        trained on), and which kept rows are there by the sample (``fraction``, default
+        the configured one) rather than kept whole."""
         y, outside = make_labels(keys, ts, self.incidents, self.cfg.horizon_s)
         whole = (y == 1) | (ts >= self.whole_from_ms)
-        kept = whole | keep_negative(row_id, self.cfg.negative_fraction)
-        return outside & kept, int((outside & ~kept).sum())
+        by_sample = keep_negative(
+            row_id, self.cfg.negative_fraction if fraction is None else fraction
+        )
+        kept = whole | by_sample
+        return outside & kept, int((outside & ~kept).sum()), outside & ~whole & by_sample
 
 
 def build_features(
@@ -190,7 +217,10 @@ def build_features(
     xs: list[np.ndarray] = []
     ts: list[np.ndarray] = []
     ids: list[np.ndarray] = []
-    keys: list[tuple[str, str, str]] = []
+    keys: list[list[tuple[str, str, str]]] = []
+    #: per chunk, the kept rows that are there by the negative sample (droppable)
+    sampled: list[np.ndarray] = []
+    fraction = sample.cfg.negative_fraction if sample is not None else None
     lo, hi = np.iinfo(np.int64).max, np.iinfo(np.int64).min
     dropped = 0
     offset = 0
@@ -212,17 +242,23 @@ def build_features(
         if keep.any():
             lo = min(lo, int(res.ts_ms[keep].min()))
             hi = max(hi, int(res.ts_ms[keep].max()))
+        by_sample = np.zeros(len(keep), dtype=bool)
         if sample is not None:
             sel = np.flatnonzero(keep)
-            good, n_out = sample.mask(
-                [res.keys[i] for i in sel.tolist()], res.ts_ms[sel], res.index[sel]
+            good, n_out, neg = sample.mask(
+                [res.keys[i] for i in sel.tolist()], res.ts_ms[sel], res.index[sel], fraction
             )
             keep[sel[~good]] = False
+            by_sample[sel[neg]] = True
             dropped += n_out
         xs.append(res.features[keep])
         ts.append(res.ts_ms[keep])
         ids.append(np.asarray(res.index[keep], dtype=np.int64))
-        keys.extend(k for k, good in zip(res.keys, keep.tolist(), strict=True) if good)
+        keys.append([k for k, good in zip(res.keys, keep.tolist(), strict=True) if good])
+        sampled.append(by_sample[keep])
+        if sample is not None and fraction is not None:
+            fraction, n_drop = _bound_sample(xs, ts, ids, keys, sampled, fraction, sample.cfg)
+            dropped += n_drop
         offset += len(df)
         if progress:
             progress(len(df))
@@ -233,7 +269,7 @@ def build_features(
         x=np.concatenate(xs),
         y=np.zeros(0, dtype=np.int8),
         ts_ms=all_ts,
-        keys=keys,
+        keys=[k for chunk in keys for k in chunk],
         feature_names=engine.feature_names,
         detector=engine.config.detector,
         metric_names=tuple(engine.config.metric_names),
@@ -247,7 +283,41 @@ def build_features(
         span_ms=(lo, hi) if lo <= hi else None,
         rows_sampled_out=dropped,
         whole_from_ms=None if sample is None else sample.whole_from_ms,
+        negative_fraction=fraction,
     )
+
+
+def _bound_sample(
+    xs: list[np.ndarray],
+    ts: list[np.ndarray],
+    ids: list[np.ndarray],
+    keys: list[list[tuple[str, str, str]]],
+    sampled: list[np.ndarray],
+    fraction: float,
+    cfg: TrainConfig,
+) -> tuple[float, int]:
+    """Halve the negative sample's share until it holds at most ``max_fit_negatives``
+    rows, dropping from the chunks kept so far; returns ``(share, rows dropped)``. The
+    sample at share f/2 is a subset of the one at f (one hash threshold), so the rows kept
+    do not depend on when the halving happened."""
+    n = sum(int(b.sum()) for b in sampled)
+    if n <= cfg.max_fit_negatives:
+        return fraction, 0
+    while n > cfg.max_fit_negatives:
+        fraction /= 2.0
+        n = sum(
+            int((b & keep_negative(i, fraction)).sum()) for b, i in zip(sampled, ids, strict=True)
+        )
+    dropped = 0
+    for c, (b, i) in enumerate(zip(sampled, ids, strict=True)):
+        stay = ~b | keep_negative(i, fraction)
+        if stay.all():
+            continue
+        dropped += int((~stay).sum())
+        xs[c], ts[c], ids[c], sampled[c] = xs[c][stay], ts[c][stay], i[stay], b[stay]
+        keys[c] = [k for k, good in zip(keys[c], stay.tolist(), strict=True) if good]
+    logger.info("negative sample bounded: %.4g of the calm rows kept", fraction)
+    return fraction, dropped
 
 
 def sim_frames(sim: Any, hours: float) -> Iterator[pd.DataFrame]:

@@ -94,6 +94,8 @@ def train_full(
     # counted before any sampling (the rows the stream dropped are all earlier).
     n_train = int(train.sum())
     n_cal = int((n_train + data.rows_sampled_out) * cfg.calibration_fraction)
+    # at most max_calibration_s of rows (every row there was kept whole)
+    n_cal = min(n_cal, int((train & (ts >= win.cal_start)).sum()))
     cal = np.zeros(len(ts), dtype=bool)
     train_idx = np.flatnonzero(train)
     cal[train_idx[n_train - min(n_cal, n_train) :]] = True
@@ -104,11 +106,12 @@ def train_full(
             f"kept whole while streaming ({ms_to_iso(data.whole_from_ms)}): raise "
             "StreamSample.margin_ms",
         )
-    fit = train & ~cal & ((y == 1) | keep_negative(row_id, cfg.negative_fraction))
+    share = cfg.negative_fraction if data.negative_fraction is None else data.negative_fraction
+    fit = train & ~cal & ((y == 1) | keep_negative(row_id, share))
     fit_rows, cal_rows, test_rows = np.flatnonzero(fit), np.flatnonzero(cal), np.flatnonzero(test)
     rows = np.concatenate([fit_rows, cal_rows])  # time order: the fit's rows, then calibration
     sampled_out = int((train & ~cal).sum()) - len(fit_rows) + data.rows_sampled_out
-    neg_w = 1.0 / cfg.negative_fraction if cfg.negative_fraction < 1.0 else 1.0
+    neg_w = 1.0 / share if share < 1.0 else 1.0
     sample_w = np.where(y[rows] == 0, neg_w, 1.0)
     sample_w[len(fit_rows) :] = 1.0
     weight = sample_w  # and the feedback's weights on top (the model's fit only)
@@ -188,6 +191,7 @@ def train_full(
     metrics = {
         "rows_train": len(rows),
         "rows_train_sampled_out": sampled_out,
+        "negative_share": share,
         "rows_test": len(test_rows),
         "positives_train": int(y_train.sum()),
         "positives_test": int(y_test.sum()),

@@ -111,3 +111,45 @@ def _kw() -> dict[str, object]:
             "test_fraction",
         )
     }
+
+
+def test_a_bounded_sample_halves_its_share_the_same_whatever_the_chunking() -> None:
+    frames, incidents, sim = history()
+    end = sim.start_ms + int(HOURS * 3_600_000)
+    free = build_features(
+        iter(frames), stride=3, sample=StreamSample(incidents, CFG, sim.start_ms, end)
+    )
+    assert free.negative_fraction == CFG.negative_fraction
+    cap = 300
+    bounded_cfg = TrainConfig(**{**_kw(), "negative_fraction": 0.2, "max_fit_negatives": cap})
+    rechunked = [part for f in frames for part in (f.iloc[: len(f) // 4], f.iloc[len(f) // 4 :])]
+    a = build_features(
+        iter(frames), stride=3, sample=StreamSample(incidents, bounded_cfg, sim.start_ms, end)
+    )
+    b = build_features(
+        iter(rechunked), stride=3, sample=StreamSample(incidents, bounded_cfg, sim.start_ms, end)
+    )
+    share = a.negative_fraction
+    assert share is not None and share < CFG.negative_fraction and share == b.negative_fraction
+    assert share in {CFG.negative_fraction / 2**j for j in range(1, 12)}
+    np.testing.assert_array_equal(a.row_id, b.row_id)  # the same rows, chunks or not
+    assert len(a.x) < len(free.x) and a.rows_sampled_out > free.rows_sampled_out
+    # at most ``cap`` rows are there by the sample: the rest are positives or kept whole
+    y, _ = make_labels(a.keys, a.ts_ms, incidents, CFG.horizon_s)
+    whole_from = StreamSample(incidents, bounded_cfg, sim.start_ms, end).whole_from_ms
+    assert a.row_id is not None
+    by_sample = (y == 0) & (a.ts_ms < whole_from)
+    assert 0 < int(by_sample.sum()) <= cap
+    assert keep_negative(a.row_id[by_sample], share).all()
+    # the fit weighs them back by the share it got
+    fit = train_full(a, incidents, bounded_cfg)
+    assert fit.report["metrics"]["negative_share"] == share
+
+
+def test_the_test_window_and_calibration_slice_are_bounded_in_time() -> None:
+    day = 86_400_000
+    cfg = TrainConfig(max_test_s=7 * 86_400.0, max_calibration_s=2 * 86_400.0)
+    week = windows(0, 7 * day, cfg)  # a week: under both bounds, the shares apply
+    assert week.split == 7 * day - int(0.3 * 7 * day)
+    long = windows(0, 60 * day, cfg)
+    assert long.split == 53 * day and long.train_end - long.cal_start == 2 * day
