@@ -58,8 +58,8 @@ class TrainConfig:
         calibrates the model.
     max_test_s, max_calibration_s, max_fit_negatives
         Bounds that keep memory flat however long the history: the test window is at
-        most ``max_test_s`` (7 days), the calibration slice at most ``max_calibration_s``
-        (2 days), and the fit sees at most ``max_fit_negatives`` sampled negatives (the
+        most ``max_test_s`` (3 days), the calibration slice at most ``max_calibration_s``
+        (1 day), and the fit sees at most ``max_fit_negatives`` sampled negatives (the
         sample's share is halved, while the features stream, until it fits: the same rows
         whatever the chunking). A week of history is under every bound.
     """
@@ -81,9 +81,9 @@ class TrainConfig:
     #: keeps every positive and this share of the negatives, weighted back.
     negative_fraction: float = 0.1
     calibration_fraction: float = 0.2
-    max_test_s: float = 7 * 86_400.0
-    max_calibration_s: float = 2 * 86_400.0
-    max_fit_negatives: int = 500_000
+    max_test_s: float = 3 * 86_400.0
+    max_calibration_s: float = 86_400.0
+    max_fit_negatives: int = 200_000
 
 
 @dataclass(slots=True)
@@ -266,7 +266,7 @@ def build_features(
         raise ValidationError("empty", "no telemetry rows")
     all_ts = np.concatenate(ts)
     return Dataset(
-        x=np.concatenate(xs),
+        x=_concat_freeing(xs),
         y=np.zeros(0, dtype=np.int8),
         ts_ms=all_ts,
         keys=[k for chunk in keys for k in chunk],
@@ -285,6 +285,20 @@ def build_features(
         whole_from_ms=None if sample is None else sample.whole_from_ms,
         negative_fraction=fraction,
     )
+
+
+def _concat_freeing(chunks: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(chunks)`` that frees each chunk once copied: the peak is the
+    result and one chunk, not two copies of everything."""
+    out = np.empty((sum(len(c) for c in chunks), *chunks[0].shape[1:]), dtype=chunks[0].dtype)
+    at = 0
+    for i in range(len(chunks)):
+        c = chunks[i]
+        out[at : at + len(c)] = c
+        at += len(c)
+        chunks[i] = c[:0]  # drop the list's reference: the chunk is freed
+        del c
+    return out
 
 
 def _bound_sample(

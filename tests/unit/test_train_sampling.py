@@ -148,8 +148,9 @@ def test_a_bounded_sample_halves_its_share_the_same_whatever_the_chunking() -> N
 
 def test_the_test_window_and_calibration_slice_are_bounded_in_time() -> None:
     day = 86_400_000
-    cfg = TrainConfig(max_test_s=7 * 86_400.0, max_calibration_s=2 * 86_400.0)
+    cfg = TrainConfig()  # at most 3 days of test, 1 day of calibration
     week = windows(0, 7 * day, cfg)  # a week: under both bounds, the shares apply
     assert week.split == 7 * day - int(0.3 * 7 * day)
+    assert week.train_end - week.cal_start == int(0.2 * (week.train_end - week.t_min))
     long = windows(0, 60 * day, cfg)
-    assert long.split == 53 * day and long.train_end - long.cal_start == 2 * day
+    assert long.split == 57 * day and long.train_end - long.cal_start == day
