@@ -77,13 +77,12 @@ from predictor.detectors.drift import DriftWatch
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
 from predictor.features import FeatureState
-from predictor.health import host_health, roll_up_min, system_health
+from predictor.health import host_health, roll_up_min, roll_up_risk, system_health
 from predictor.policy import decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
 from predictor.risk import RiskModel, check_fits, due_for_scoring
-from predictor.sites import Sites
-from predictor.sites import check_version as check_sites_version
+from predictor.sites import Sites, written_topology
 from predictor.sitrep import Reports, situation_reports
 from predictor.snapshot import HOST_FILL, NEVER
 from predictor.topology import Topology
@@ -452,12 +451,7 @@ class Engine:
             self.comp_health[:nc], comp_system, reg.comp_critical[:nc], ns
         )
 
-        comp_risk = np.full(nc, -np.inf)
-        live = ~dead & ~np.isnan(self.risk[:n])
-        np.maximum.at(comp_risk, comp_of[live], self.risk[:n][live])
-        comp_risk[np.isinf(comp_risk)] = np.nan
-        comp_dead = np.zeros(nc, dtype=bool)
-        comp_dead[comp_of[dead]] = True
+        comp_risk, comp_dead = roll_up_risk(self.risk[:n], dead, comp_of, nc)
 
         ctx = self.context.for_components(comp_system, t_ms, cfg.costs)
         pol = cfg.policy
@@ -558,13 +552,11 @@ class Engine:
         on its primary site."""
         state = parts.opened(snap)
         reg = Registry.from_snapshot(state["registry"])
-        sites = state.get("sites")
-        check_sites_version(sites)
+        written = written_topology(state.get("sites"))
         if topology is None and config.topology.systems:
             topology = config.topology
         if topology is None:
-            declared = (sites or {}).get("topology") or {}
-            topology = Topology.from_mapping(declared, "snapshot topology")
+            topology = Topology.from_mapping(written, "snapshot topology")
         eng = cls(config, None, reg.critical_cfg, reg.system_venue_cfg, topology)
         parts.restore(eng, reg, state)
         eng._ensure_levels()

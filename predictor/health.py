@@ -73,6 +73,26 @@ def roll_up_min(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.nda
     return out
 
 
+def roll_up_risk(
+    risk: np.ndarray, dead: np.ndarray, groups: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: the riskiest live member's risk (NaN: none scored), and whether any
+    member is dead (the heartbeat rule).
+
+    >>> r, d = roll_up_risk(np.array([0.3, 0.9, np.nan]), np.array([False, True, False]),
+    ...                     np.array([0, 0, 1]), 3)
+    >>> r.tolist(), d.tolist()
+    ([0.3, nan, nan], [True, False, False])
+    """
+    out = np.full(n_groups, -np.inf)
+    live = ~dead & ~np.isnan(risk)
+    np.maximum.at(out, groups[live], risk[live])
+    out[np.isinf(out)] = np.nan
+    any_dead = np.zeros(n_groups, dtype=bool)
+    any_dead[groups[dead]] = True
+    return out, any_dead
+
+
 def system_health(
     comp_health: np.ndarray, comp_system: np.ndarray, critical: np.ndarray, n_systems: int
 ) -> np.ndarray:

@@ -130,3 +130,10 @@ def check_version(snap: Mapping[str, Any] | None) -> None:
             f"engine snapshot part 'sites' version {snap.get('version')!r} is not "
             f"{SNAPSHOT_VERSION}; remove the checkpoint directory to start afresh"
         )
+
+
+def written_topology(snap: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The topology a ``sites`` part was written with (empty: none, an older snapshot);
+    refuses another layout by name (:func:`check_version`)."""
+    check_version(snap)
+    return (snap or {}).get("topology") or {}
