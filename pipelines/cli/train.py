@@ -62,6 +62,15 @@ def train(
             "interval; 1 for sparse data such as 5-minute samples)",
         ),
     ] = 3,
+    test_max: Annotated[
+        str,
+        typer.Option(
+            "--test-max",
+            envvar="PRECOVERY_TEST_MAX",
+            help="Longest test window (the latest 30 % of the history, at most this: 3d, "
+            "72h, …); the calibration slice is at most a third of it (bounded memory)",
+        ),
+    ] = "3d",
     feedback: Annotated[
         Path | None,
         typer.Option(
@@ -100,6 +109,7 @@ def train(
         horizon_s = inputs.duration_s(horizon, "--horizon")
         min_lead_s = inputs.duration_s(min_lead, "--min-lead")
         inputs.at_least(stride, 1, "--stride")
+        test_max_s = inputs.duration_s(test_max, "--test-max")
         if feedback is not None:
             inputs.csv_file(feedback, "--feedback")
         if out is not None:
@@ -119,7 +129,13 @@ def train(
         train_full,
     )
 
-    cfg = TrainConfig(horizon_s=horizon_s, min_warning_s=min_lead_s, stride=stride)
+    cfg = TrainConfig(
+        horizon_s=horizon_s,
+        min_warning_s=min_lead_s,
+        stride=stride,
+        max_test_s=test_max_s,
+        max_calibration_s=test_max_s / 3.0,
+    )
     try:
         first_ms, last_ms = check_train_inputs(telemetry, incidents, chosen)
         found = read_incidents(incidents)

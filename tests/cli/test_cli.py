@@ -300,6 +300,25 @@ def test_train_without_incidents_in_the_data_fails_cleanly(sim_csv: Path, tmp_pa
     assert not (tmp_path / "m").exists()
 
 
+def test_train_refuses_a_test_window_bound_that_is_no_duration(
+    sim_csv: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--telemetry",
+            str(sim_csv / "telemetry.csv"),
+            "--incidents",
+            str(sim_csv / "incidents.csv"),
+            "--test-max",
+            "0d",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--test-max" in result.output and "'0d'" in result.output
+
+
 # -- demo --------------------------------------------------------------------------------
 def test_demo_runs_serves_and_summarises(small_model_dir: Path, tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "precovery"
