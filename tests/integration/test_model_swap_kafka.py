@@ -109,11 +109,11 @@ def test_the_kafka_stream_swaps_to_a_new_champion_between_polls(
     for seq in by_part.values():
         first_new = seq.index("failure-risk/2") if "failure-risk/2" in seq else len(seq)
         assert all(v == "failure-risk/2" for v in seq[first_new:]), seq
-    changes = [
-        r
-        for r in AuditStore(sqlite_url(tmp_path / "audit.sqlite")).query()
-        if r["kind"] == "model_change"
-    ]
+    trail = AuditStore(sqlite_url(tmp_path / "audit.sqlite"))
+    try:
+        changes = [r for r in trail.query() if r["kind"] == "model_change"]
+    finally:
+        trail.close()
     assert len(changes) == 1
     assert changes[0]["payload"]["to"].startswith("failure-risk/2:")
     assert changes[0]["payload"]["from"].startswith("failure-risk/1:")
