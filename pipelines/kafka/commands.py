@@ -127,12 +127,10 @@ class CommandLog:
 
     def __init__(self, max_commands: int = 100_000) -> None:
         self.commands: list[Command] = []
-        self.next_offset: int | None = None
         self.max_commands = max_commands
 
-    def add(self, offset: int, cmd: Command) -> None:
+    def add(self, cmd: Command) -> None:
         self.commands.append(cmd)
-        self.next_offset = offset + 1
         if len(self.commands) > self.max_commands:
             del self.commands[: len(self.commands) - self.max_commands]
 

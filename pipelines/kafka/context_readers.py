@@ -61,7 +61,13 @@ class ContextReaders:
     """market.v1 and commands.v1 for one worker (see the module docstring)."""
 
     def __init__(
-        self, kafka: KafkaClient, bootstrap: str, topics: Topics, max_bytes: int, name: str
+        self,
+        kafka: KafkaClient,
+        bootstrap: str,
+        topics: Topics,
+        max_bytes: int,
+        name: str,
+        counters: dict[str, int],
     ) -> None:
         self.kafka = kafka
         self.bootstrap = bootstrap
@@ -72,8 +78,9 @@ class ContextReaders:
         self.commands = CommandLog()
         self.market_consumer: Consumer | None = None
         self.commands_consumer: Consumer | None = None
-        #: failovers carried out on this worker's partition engines (all time)
-        self.failovers_applied = 0
+        #: the worker's counters: ``failovers_applied`` grows here
+        self.counters = counters
+        counters.setdefault("failovers_applied", 0)
 
     # -- clients ----------------------------------------------------------------------
     def open(self) -> None:
@@ -155,7 +162,7 @@ class ContextReaders:
                     except ValidationError as exc:
                         out.append(dead_letter(r, Reject(0, exc.reason, exc.detail), self.topics))
                         continue
-                    self.commands.add(r.offset, cmd)
+                    self.commands.add(cmd)
                     for task in tasks.values():
                         self._apply(task, [cmd])
         return out
@@ -164,7 +171,7 @@ class ContextReaders:
         done = apply_commands(task.engine, commands)
         if done:
             task.dirty = True
-            self.failovers_applied += len(done)
+            self.counters["failovers_applied"] += len(done)
 
     def hand_over(self, task: PartitionTask) -> None:
         """Give a partition just restored what it has not applied yet: market.v1 after its

@@ -148,10 +148,6 @@ class KafkaStreamWorker:
         )
         self.tasks: dict[int, PartitionTask] = {}
         self.name = config.client_id or "precovery-stream"
-        #: market.v1 and commands.v1, read whole (pipelines.kafka.context_readers)
-        self.context = ContextReaders(
-            self.kafka, config.bootstrap, self.topics, config.max_message_bytes, self.name
-        )
         self._stop = threading.Event()
         self._paused: set[int] = set()
         #: the clients (:class:`~pipelines.kafka.adapter.Consumer`; None while closed)
@@ -166,6 +162,15 @@ class KafkaStreamWorker:
             "reconnects": 0,
             "failovers_applied": 0,
         }
+        #: market.v1 and commands.v1, read whole (pipelines.kafka.context_readers)
+        self.context = ContextReaders(
+            self.kafka,
+            config.bootstrap,
+            self.topics,
+            config.max_message_bytes,
+            self.name,
+            self.counters,
+        )
         self.assignments: list[list[int]] = []
         self.listener_error: Exception | None = None
         self._to_seek: set[int] = set()
@@ -326,7 +331,6 @@ class KafkaStreamWorker:
                 else:
                     out.extend(dead)
         out.extend(self.context.poll(self.tasks))
-        self.counters["failovers_applied"] = self.context.failovers_applied
         self.watch.polled(n)  # records read are input, a backlog included
         if any(t.pending_records for t in self.tasks.values()):
             need = max(t.pending_max_ts() for t in self.tasks.values())
@@ -586,7 +590,6 @@ class KafkaStreamWorker:
         self._to_seek.add(p)
         task = PartitionTask(p, self.make_engine, self.topics, self.config.max_message_bytes, ck)
         self.context.hand_over(task)  # the market and commands it has not applied yet
-        self.counters["failovers_applied"] = self.context.failovers_applied
         return task
 
     def _rewind(self) -> None:

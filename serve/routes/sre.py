@@ -145,7 +145,7 @@ def add_routes(
 
     def _decide(rec_id: str, decision: str, body: DecisionIn) -> Any:
         if approvals is None:
-            raise NotImplementedError("approvals are not served here (precovery demo serves them)")
+            raise NotImplementedError("approvals are not configured on this server")
         from pipelines.records.approvals import DecisionConflict
 
         key = API_KEY.get()
@@ -172,7 +172,7 @@ def add_routes(
             "superseded (a newer recommendation for the component)",
         },
         422: {"model": ErrorBody},
-        501: {"model": ErrorBody, "description": "This server takes no approvals (serve)"},
+        501: {"model": ErrorBody, "description": "No approvals configured on this server"},
     }
 
     @router.post(

@@ -22,24 +22,10 @@ from predictor.engine import Engine, EngineConfig
 from predictor.errors import ConfigError
 from predictor.sites import Sites
 from predictor.sitrep import Reports
-from predictor.topology import Topology
 from tests.factories import INTERVAL_MS, T0_MS, decode, steady_stream
+from tests.unit.test_sites import TOPO
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "engine_snapshot_v2.pkl.gz"
-TOPO = Topology.from_mapping(
-    {
-        "systems": {
-            "sys-a": {
-                "venue": "XNYS",
-                "primary_site": "ny4",
-                "standby_site": "ch2",
-                "authority": {"mode": "auto", "max_gross_usd": 50e6},
-                "components": {"comp-a": {"criticality": 0.3}, "comp-b": 1.0},
-            },
-            "sys-declared": {"authority": "approve"},
-        }
-    }
-)
 
 
 def written_before() -> dict[str, Any]:
