@@ -16,6 +16,7 @@ import pytest
 #: Top-level packages (or our own modules) that only a command's body may import.
 HEAVY = (
     "numpy",
+    "numba",
     "pandas",
     "pyarrow",
     "scipy",
