@@ -35,10 +35,13 @@ histogram bins, a 33-edge survival table and three scalars; per row statistic 64
 awaiting the covariance, and three scalars: 8,318 B (8.1 KiB) at 15 metrics, whatever
 the number of rows seen.
 
-Speed: scoring reads cached calibration tables (rebuilt every ``calib_every`` rows of
-the entity) and learning is one scattered add (the decay is lazy); the covariance
-learns 16 rows at a time in one batched product. Both are pinned to the row-by-row
-definitions in ``tests/unit/test_surprise_state.py``.
+Speed: one compiled loop walks the rows of a call (:mod:`predictor.detectors.surprise_kernel`,
+entities are independent, so row order within an entity is all that matters). Scoring
+reads cached calibration tables (rebuilt every ``calib_every`` rows of the entity),
+learning is one scattered add (the decay is lazy) and the covariance learns 16 rows at a
+time. The tables and the fold are pinned to the row-by-row definitions in
+``tests/unit/test_surprise_state.py``, the kernel to the numpy implementation it replaced
+in ``tests/unit/test_surprise_kernel.py``.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -58,8 +61,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from predictor.batching import rounds
 from predictor.detectors.calibration import TailCalibrator, TailTables, score_from_bits
+from predictor.detectors.surprise_kernel import surprise_rows
 
 N_STATS = 3
 METRIC_GRID, METRIC_BINS = 64.0, 32
@@ -100,10 +103,6 @@ def fisher_bits(bits: np.ndarray) -> np.ndarray:
         term = term * y / i
         series = series + term
     return np.asarray(np.maximum(b - np.log2(series), 0.0))
-
-
-def _log_stat(t2: np.ndarray) -> np.ndarray:
-    return np.asarray(np.log2(1.0 + np.minimum(t2, 1e300)))
 
 
 class Surprise:
@@ -201,7 +200,7 @@ class Surprise:
         self.cov_ = np.zeros((capacity, f, f), dtype=np.float32)
         self.proj_ = np.zeros((capacity, f, f), dtype=np.float32)
         self.resid_ = np.zeros(capacity, dtype=np.float32)  # expected residual; 0 = no PCA yet
-        # The rows not yet folded into ``cov_`` (see :meth:`_fold`).
+        # The rows not yet folded into ``cov_`` (see ``surprise_kernel.fold``).
         self.gbuf_ = np.zeros((capacity, FOLD_ROWS, f), dtype=np.float16)
         self.nbuf_ = np.zeros(capacity, dtype=np.int16)
         self._mtab = TailTables(self._metric_cal, capacity)
@@ -226,127 +225,68 @@ class Surprise:
 
     def bits_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Like :meth:`score_learn_many`, in bits of surprise (0 before warm-up)."""
-        keys = np.asarray(keys, dtype=np.int64)
-        x = np.asarray(x, dtype=np.float64).reshape(len(keys), self.n_features)
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        x = np.ascontiguousarray(x, dtype=np.float64).reshape(len(keys), self.n_features)
         out = np.zeros(len(keys))
         if len(keys) == 0:
             return out
         self._ensure(int(keys.max()) + 1)
-        for idx in rounds(keys):
-            out[idx] = self._round(keys[idx], x[idx])
+        m, r = self._mtab, self._rtab
+        surprise_rows(
+            keys,
+            x,
+            out,
+            self._params,
+            self.count_,
+            self.mean_,
+            self.var_,
+            self.slow_var_,
+            self.cov_,
+            self.proj_,
+            self.resid_,
+            self.gbuf_.view(np.uint16),
+            self.nbuf_,
+            m.hist,
+            m.weight,
+            m.surv,
+            m.q,
+            m.beta,
+            m.cal.centers,
+            r.hist,
+            r.weight,
+            r.surv,
+            r.q,
+            r.beta,
+            r.cal.centers,
+        )
         return out
 
-    def _round(self, e: np.ndarray, x: np.ndarray) -> np.ndarray:
-        x = np.where(np.isfinite(x), x, np.nan)
-        mean, var, count = self.mean_[e], self.var_[e], self.count_[e]
-        present = ~np.isnan(x)
-        seed = present & np.isnan(mean)
-        mean = np.where(seed, x, mean)
-        # A running mean and variance until ``1 / alpha`` rows, an EWMA after: no bias
-        # towards the first reading however slow the memory.
-        a = np.maximum(self.alpha, 1.0 / (count + 1.0))[:, None]
-        sa = np.maximum(self.alpha * SLOW_SHARE, 1.0 / (count + 1.0))[:, None]
-        sd = np.sqrt(var)
-        slow_var = self.slow_var_[e]
-        # A metric that sat still for a while keeps a share of the scale it had before.
-        sd = np.maximum(sd, SLOW_SD_SHARE * np.sqrt(slow_var))
-        sd = np.maximum(sd, np.maximum(1e-12, self.rel_sd_floor * np.abs(mean)))
-        z = np.where(present, (x - mean) / sd, 0.0)
-        z = np.clip(z, -Z_CAP, Z_CAP)
-        zc = np.clip(z, -self.clip_z, self.clip_z)
-
-        # A metric that never varied counts at most ``clip_z`` sd when it moves: news, but
-        # not a billion-sd event that would drown every other metric.
-        zs = np.where(slow_var > 0.0, soft_clip(z, self.clip_z), zc)
-        warmed = count >= self.warmup
-        # Per metric: surprise of |z| under the metric's own tail (heavy-tailed metrics
-        # are discounted, a quiet metric that moves is news); summed over metrics.
-        tm = zs * zs
-        mbits = np.where(present, self._mtab.bits(e, tm), 0.0)
-        self._mtab.learn(e, tm, present & warmed[:, None])
-        # Normal scores: each metric's surprise back on a z-like scale, so heavy tails and
-        # stuck metrics weigh by how unusual they are *for that metric*.
-        g = np.sign(z) * np.sqrt(2.0 * np.log(2.0) * mbits)
-        # Across metrics: residual off the principal subspace (correlation breaks).
-        resid = self.resid_[e].astype(np.float64)
-        r = np.matmul(self.proj_[e], g.astype(np.float32)[:, :, None])[:, :, 0]
-        r2 = np.square(r, dtype=np.float64).sum(axis=1) / np.maximum(resid, 1e-12)
-        n_present = np.maximum(present.sum(axis=1), 1)
-        peak = np.maximum(mbits.max(axis=1) - np.log2(n_present), 0.0)
-        t = np.stack([peak, mbits.sum(axis=1) / n_present, np.minimum(r2, 1e6)], axis=1)
-        have_pca = resid > 0
-        bits = self._rtab.bits(e, t)
-        bits[:, 2] = np.where(have_pca, bits[:, 2], 0.0)
-        score = np.where(warmed, fisher_bits(bits), 0.0)
-        counted = warmed[:, None] & (have_pca[:, None] | (np.arange(N_STATS) != 2))
-        self._rtab.learn(e, t, counted)
-
-        xb = np.where(
-            warmed[:, None], np.clip(x, mean - self.clip_z * sd, mean + self.clip_z * sd), x
+    @property
+    def _params(self) -> np.ndarray:
+        """The kernel's scalar settings, in the order :func:`surprise_rows` reads them."""
+        m, r = self._metric_cal, self._calibrator
+        return np.array(
+            [
+                self.alpha,
+                SLOW_SHARE,
+                SLOW_SD_SHARE,
+                self.clip_z,
+                self.rel_sd_floor,
+                Z_CAP,
+                self.warmup,
+                self.refit_every,
+                self.calib_every,
+                FOLD_ROWS,
+                max(self.cov_alpha, 0.0),
+                self.var_explained,
+                m.width,
+                m.n_bins,
+                1.0 / m.decay,
+                r.width,
+                r.n_bins,
+                1.0 / r.decay,
+            ]
         )
-        diff = xb - mean
-        upd = present & ~seed
-        self.mean_[e] = np.where(upd, mean + a * diff, mean)
-        self.var_[e] = np.where(upd, (1 - a) * (var + a * diff * diff), var)
-        self.slow_var_[e] = np.where(upd, (1 - sa) * (slow_var + sa * diff * diff), slow_var)
-        # The covariance learns this row's clipped normal scores, buffered: they are folded
-        # into ``cov_`` in one step when the buffer fills or the entity refits its PCA.
-        nbuf = self.nbuf_[e]
-        self.gbuf_[e, nbuf] = np.clip(g, -self.clip_z, self.clip_z)
-        nbuf = nbuf + 1
-        new_count = count + 1
-        self.count_[e] = new_count
-        refit = (new_count >= self.warmup) & (
-            (new_count % self.refit_every == 0) | (new_count == self.warmup)
-        )
-        fold = refit | (nbuf >= FOLD_ROWS)
-        self.nbuf_[e] = np.where(fold, 0, nbuf)
-        if fold.any():
-            self._fold(e[fold], nbuf[fold], new_count[fold])
-        if refit.any():
-            self._refit(e[refit])
-        since = new_count - self.warmup
-        recal = (since > 0) & ((since % self.calib_every == 0) | (since == 8) | (since == 16))
-        if recal.any():
-            self._mtab.refresh(e[recal])
-            self._rtab.refresh(e[recal])
-        return np.asarray(score)
-
-    def _fold(self, e: np.ndarray, n: np.ndarray, count: np.ndarray) -> None:
-        """Fold the ``n`` buffered rows of entities ``e`` into their EWMA covariance.
-
-        Row ``j`` (entity row count ``c_j`` before it) has weight ``w_j = max(cov_alpha,
-        1 / (c_j - 1))`` (a running mean at first), so after the rows ``C = Π(1 - w_j) C +
-        Σ_j w_j Π_{i>j}(1 - w_i) g_j g_jᵀ``: the row-by-row EWMA, in one ``einsum``.
-        """
-        j = np.arange(int(n.max()))
-        c = count[:, None] - n[:, None] + j  # each buffered row's count before it
-        ca = max(self.cov_alpha, 0.0)
-        valid = (j < n[:, None]) & (c >= 2)
-        w = np.where(valid, np.maximum(ca, 1.0 / np.maximum(c - 1, 1)), 0.0)
-        keep = np.cumprod((1.0 - w)[:, ::-1], axis=1)[:, ::-1]  # Π_{i>=j}(1 - w_i)
-        after = np.concatenate([keep[:, 1:], np.ones((len(e), 1))], axis=1)
-        gb = self.gbuf_[e, : len(j)].astype(np.float32)
-        weighted = (w * after).astype(np.float32)[:, :, None] * gb
-        cov = keep[:, 0, None, None].astype(np.float32) * self.cov_[e]
-        self.cov_[e] = cov + np.matmul(weighted.transpose(0, 2, 1), gb)
-
-    def _refit(self, e: np.ndarray) -> None:
-        cov = self.cov_[e].astype(np.float64)
-        vals, vecs = np.linalg.eigh(cov)  # ascending
-        vals = np.maximum(vals, 0.0)
-        total = vals.sum(axis=1, keepdims=True)
-        # Keep the largest components until they explain ``var_explained``.
-        top_share = np.cumsum(vals[:, ::-1], axis=1)[:, ::-1] / np.maximum(total, 1e-12)
-        keep = (top_share - vals / np.maximum(total, 1e-12)) < self.var_explained
-        keep[:, -1] = True  # at least the first component
-        kept = vecs * keep[:, None, :]
-        f = self.n_features
-        proj = np.eye(f)[None] - np.einsum("kij,klj->kil", kept, kept)
-        resid = (vals * ~keep).sum(axis=1)
-        floor = 1e-3 * np.maximum(total[:, 0], 1e-12)
-        self.proj_[e] = proj.astype(np.float32)
-        self.resid_[e] = np.maximum(resid, floor).astype(np.float32)
 
     def clone(self) -> Self:
         return type(self)(**self.get_params())

@@ -1,7 +1,7 @@
 """The Surprise detector's fast paths agree with the plain computations they replace.
 
 Scoring from cached calibration tables with a lazy decay (:class:`TailTables`) and
-folding buffered rows into the covariance in one product (``Surprise._fold``) are speed
+folding buffered rows into the covariance in one step (``surprise_kernel.fold``) are speed
 devices: these tests pin them to the row-by-row definitions.
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from predictor.detectors.calibration import TailCalibrator, TailTables
 from predictor.detectors.surprise import Surprise
+from predictor.detectors.surprise_kernel import fold
 
 
 def test_tables_after_refresh_match_the_row_by_row_histogram() -> None:
@@ -56,7 +57,8 @@ def test_fold_is_the_row_by_row_ewma_covariance() -> None:
     n = np.array([10, 6])
     count = np.array([13, 30])  # rows seen after the buffered ones
     det.gbuf_[:2, :10] = g
-    det._fold(np.arange(2), n, count)
+    for k in range(2):
+        fold(det.cov_, det.gbuf_.view(np.uint16), k, int(n[k]), int(count[k]), 0.05)
     for k in range(2):
         cov = start[k].astype(np.float64)
         for j in range(n[k]):
