@@ -7,7 +7,8 @@ the entity's inputs changed, and when. Each entity has one
 :class:`river.drift.ADWIN` fed the mean, over ``every`` rows of that entity, of the
 detector's surprise (bits): a level of surprise that settles at a new mean is a changed
 input distribution. Feeding block means keeps river's per-event Python cost off the hot
-path (one ADWIN update per ``every`` rows) and smooths single spikes out.
+path (one ADWIN update per ``every`` rows; the blocks accumulate in one compiled pass,
+:func:`block_means`) and smooths single spikes out.
 
 The counts survive a restart: :meth:`DriftWatch.snapshot` is a versioned part of the
 engine's snapshot (``"drift"``), ADWIN windows included, so a restored stream goes on
@@ -25,12 +26,14 @@ True
 
 from __future__ import annotations
 
+import math
 import pickle
 from typing import Any
 
 import numpy as np
 
 from predictor.errors import ConfigError
+from predictor.jit import kernel
 
 #: Layout of :meth:`DriftWatch.snapshot` (1: counts as arrays, ADWIN windows pickled).
 SNAPSHOT_VERSION = 1
@@ -75,56 +78,33 @@ class DriftWatch:
         """Add rows (in order); entities whose block fills feed their ADWIN."""
         if len(slots) == 0:
             return
-        slots = np.asarray(slots, dtype=np.int64)
-        values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
         self._ensure(int(slots.max()) + 1)
-        # Vectorised accumulation; a Python step only where a block completes.
-        order = np.argsort(slots, kind="stable")
-        s_sorted = slots[order]
-        v_sorted = values[order]
-        t_sorted = np.asarray(ts_ms, dtype=np.int64)[order]
-        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-        ends = np.r_[starts[1:], len(s_sorted)]
-        ents = s_sorted[starts]
-        sums = np.add.reduceat(v_sorted, starts)
-        fills = self.n_[ents] + (ends - starts) >= self.every
-        # Entities whose block does not fill: accumulate, vectorised.
-        quiet = ~fills
-        self.sum_[ents[quiet]] += sums[quiet]
-        self.n_[ents[quiet]] += (ends - starts)[quiet]
-        # Entities with one row here that completes their block (the common case at a
-        # steady row rate): the block mean is vectorised, only ADWIN's update is a call.
-        one = fills & (ends - starts == 1) & (self.n_[ents] + 1 == self.every)
-        if one.any():
-            e1 = ents[one]
-            means = ((self.sum_[e1] + sums[one]) / self.every).tolist()
-            self.sum_[e1] = 0.0
-            self.n_[e1] = 0
-            adwins, make = self.adwins_, self._adwin
-            for e, m, t in zip(e1.tolist(), means, t_sorted[starts[one]].tolist(), strict=True):
-                adwin = adwins.get(e)
-                if adwin is None:
-                    adwin = adwins[e] = make(delta=self.delta)
-                adwin.update(m)
-                if adwin.drift_detected:
-                    self.count_[e] += 1
-                    self.last_ms_[e] = t
-        for j in np.flatnonzero(fills & ~one).tolist():
-            a, b, e = int(starts[j]), int(ends[j]), int(ents[j])
-            acc, k = float(self.sum_[e]), int(self.n_[e])
-            adwin = self.adwins_.get(e)
+        # One compiled pass accumulates the blocks; Python only for the ADWIN updates
+        # (one per ``every`` rows of an entity).
+        ents = np.empty(len(slots), dtype=np.int64)
+        means = np.empty(len(slots))
+        at = np.empty(len(slots), dtype=np.int64)
+        k = block_means(
+            slots,
+            np.ascontiguousarray(values, dtype=np.float64),
+            np.ascontiguousarray(ts_ms, dtype=np.int64),
+            self.sum_,
+            self.n_,
+            self.every,
+            ents,
+            means,
+            at,
+        )
+        adwins, make = self.adwins_, self._adwin
+        for e, m, t in zip(ents[:k].tolist(), means[:k].tolist(), at[:k].tolist(), strict=True):
+            adwin = adwins.get(e)
             if adwin is None:
-                adwin = self.adwins_[e] = self._adwin(delta=self.delta)
-            for i in range(a, b):
-                acc += float(v_sorted[i])
-                k += 1
-                if k == self.every:
-                    adwin.update(acc / k)
-                    if adwin.drift_detected:
-                        self.count_[e] += 1
-                        self.last_ms_[e] = int(t_sorted[i])
-                    acc, k = 0.0, 0
-            self.sum_[e], self.n_[e] = acc, k
+                adwin = adwins[e] = make(delta=self.delta)
+            adwin.update(m)
+            if adwin.drift_detected:
+                self.count_[e] += 1
+                self.last_ms_[e] = t
 
     def drifts(self, slot: int) -> tuple[int, int]:
         """``(drifts detected, event time in ms of the latest or 0)`` of one entity."""
@@ -152,3 +132,29 @@ class DriftWatch:
         self.adwins_ = pickle.loads(snap["adwins"])
         for k, v in snap["arrays"].items():
             setattr(self, k, np.asarray(v).copy())
+
+
+@kernel
+def block_means(slots, values, ts_ms, sums, counts, every, ents, means, at):  # type: ignore[no-untyped-def]
+    """Accumulate rows into their entity's block (``sums``, ``counts``, in place); each
+    block that fills is written to ``ents``/``means``/``at`` (its last row's time), in
+    row order. Returns how many filled. Values as :func:`numpy.nan_to_num` makes them."""
+    k = 0
+    big = np.finfo(np.float64).max
+    for i in range(slots.shape[0]):
+        e = slots[i]
+        v = values[i]
+        if math.isnan(v):
+            v = 0.0
+        elif math.isinf(v):
+            v = big if v > 0 else -big
+        sums[e] += v
+        counts[e] += 1
+        if counts[e] == every:
+            ents[k] = e
+            means[k] = sums[e] / every
+            at[k] = ts_ms[i]
+            k += 1
+            sums[e] = 0.0
+            counts[e] = 0
+    return k
