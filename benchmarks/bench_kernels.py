@@ -1,0 +1,248 @@
+"""The compiled row kernels against the numpy code they replaced, from one run.
+
+    .venv/bin/python benchmarks/bench_kernels.py [--section features] [--repeats 5]
+
+``features``: :meth:`predictor.features.FeatureState.update` (one compiled loop over the
+rows of a call, :mod:`predictor.features_kernel`) against the numpy path it replaced,
+kept below as :func:`numpy_update` (the **baseline**: rows split into rounds with each
+entity at most once, ~40 array operations per round). Both get the same rows of a
+simulated fleet (its 16 metrics, one event per host per 10 s), fed in calls of 60 rows
+(a partition-sized tick) and of 5,000 rows (a full micro-batch), each from a fresh state
+warmed by the same rows first, untimed, so the timed rows are past the 60-event warm-up
+(the winsorised, scored path). Prints the median over ``--repeats`` of µs per row for
+both, and their ratio, taken per repeat (a busy shared machine slows both alike). The
+kernel is compiled (or loaded from numba's cache) before anything is timed; the first
+call's cost is printed on its own line.
+
+Print only: no figure here is asserted by a test (tests pin the kernel's *results* to
+the baseline, ``tests/unit/test_features_kernel.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from predictor.batching import rounds  # noqa: E402
+from predictor.features import ENTITY_FEATURES, PER_METRIC, Z_CAP, FeatureState  # noqa: E402
+
+SECTIONS = ("features",)
+
+
+# -- baseline: the numpy feature update the kernel replaced -------------------------------
+def numpy_update(
+    fs: FeatureState, slots: np.ndarray, ts_ms: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """The **baseline**: ``FeatureState.update`` as numpy rounds, mutating ``fs``'s arrays.
+
+    The code ``predictor/features.py`` ran before the kernel, kept verbatim (but for
+    ``self`` → ``fs``) so the benchmark and the reference generator
+    (``tests/data/make_features_reference.py``) run it in the same process.
+    """
+    n = len(slots)
+    m = len(fs.metric_names)
+    out = np.empty((n, m * len(PER_METRIC) + len(ENTITY_FEATURES)), dtype=np.float32)
+    if n == 0:
+        return out
+    fs.ensure(int(slots.max()) + 1)
+    for idx in rounds(slots):
+        out[idx] = numpy_update_round(fs, slots[idx], ts_ms[idx], x[idx])
+    return out
+
+
+def numpy_update_round(
+    fs: FeatureState, e: np.ndarray, ts: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """One round of :func:`numpy_update`: entities ``e`` are unique."""
+    k, m = x.shape
+    count = fs.n[e]
+    first = count == 0
+    dt = np.where(first, 0.0, np.maximum(ts - fs.last_ts[e], 0) / 1000.0)
+    present = ~np.isnan(x)
+
+    mu_f, mu_m, mu_s, var_s = fs.mu_f[e], fs.mu_m[e], fs.mu_s[e], fs.var_s[e]
+    fresh = np.isnan(mu_s)  # first reading of this metric for this entity
+    seed = present & fresh
+    mu_f = np.where(seed, x, mu_f)
+    mu_m = np.where(seed, x, mu_m)
+    mu_s = np.where(seed, x, mu_s)
+
+    sd = np.sqrt(var_s)
+    floor = np.maximum(fs.abs_sd_floor, fs.rel_sd_floor * np.abs(mu_s))
+    sd = np.maximum(sd, floor)
+    z = np.clip((x - mu_s) / sd, -Z_CAP, Z_CAP)
+    warmed = (count >= fs.warmup)[:, None]
+    z_out = np.where(warmed, z, 0.0)
+
+    # Winsorise what moves the baseline once the entity has one worth protecting.
+    lim = fs.clip_z * sd
+    x_b = np.where(warmed, np.clip(x, mu_s - lim, mu_s + lim), x)
+
+    dtc = dt[:, None]
+    a_f = -np.expm1(-dtc / fs.tau_fast_s)
+    a_m = -np.expm1(-dtc / fs.tau_mid_s)
+    a_s = -np.expm1(-dtc / fs.tau_slow_s)
+    upd = present & ~seed
+    mu_f = np.where(upd, mu_f + a_f * (x - mu_f), mu_f)
+    mu_m = np.where(upd, mu_m + a_m * (x_b - mu_m), mu_m)
+    diff = x_b - mu_s
+    mu_s_new = np.where(upd, mu_s + a_s * diff, mu_s)
+    var_s = np.where(upd, (1.0 - a_s) * (var_s + a_s * diff * diff), var_s)
+
+    a_p = -np.expm1(-dtc / fs.tau_persist_s)
+    out_of_bounds = (np.abs(z_out) > fs.persist_z).astype(np.float64)
+    persist = fs.persist[e]
+    persist = np.where(present & warmed, persist + a_p * (out_of_bounds - persist), persist)
+    fs.persist[e] = persist
+    fs.mu_f[e], fs.mu_m[e], fs.mu_s[e], fs.var_s[e] = mu_f, mu_m, mu_s_new, var_s
+    fs.n[e] = count + 1
+    fs.last_ts[e] = np.maximum(fs.last_ts[e], ts)
+
+    lag_short = (fs.tau_mid_s - fs.tau_fast_s) / 60.0
+    lag_long = (fs.tau_slow_s - fs.tau_mid_s) / 60.0
+    out = np.empty((k, m, len(PER_METRIC)), dtype=np.float32)
+    out[:, :, 0] = x
+    out[:, :, 1] = z_out
+    out[:, :, 2] = np.where(warmed, np.clip((mu_f - mu_s_new) / sd, -Z_CAP, Z_CAP), 0.0)
+    out[:, :, 3] = np.where(warmed, (mu_f - mu_m) / sd / lag_short, 0.0)
+    out[:, :, 4] = np.where(warmed, (mu_m - mu_s_new) / sd / lag_long, 0.0)
+    out[:, :, 5] = persist
+    flat = out.reshape(k, m * len(PER_METRIC))
+    absz = np.abs(np.where(present, z_out, 0.0))
+    extra = np.stack([dt, absz.max(axis=1)], axis=1).astype(np.float32)
+    return np.concatenate([flat, extra], axis=1)
+
+
+# -- the features section -----------------------------------------------------------------
+def fleet_rows(copies: int, steps: int, seed: int = 7) -> tuple[np.ndarray, ...]:
+    """``steps`` intervals of a simulated fleet (``copies`` × 51 hosts): slots, ts, x."""
+    from predictor.sim import METRICS, SimConfig, Simulator
+
+    sim = Simulator(SimConfig(seed=seed, copies=copies, hosts_per_component=3))
+    index: dict[tuple[str, str, str], int] = {}
+    parts = []
+    hours = steps * sim.config.interval_s / 3600.0
+    for chunk in sim.iter_chunks(hours, chunk_s=600.0):
+        df = chunk.telemetry
+        keys = zip(df["system"], df["component"], df["host"], strict=True)
+        slots = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+        parts.append((slots, df["ts"].to_numpy(np.int64), df[list(METRICS)].to_numpy(float)))
+    slots, ts, x = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return slots, ts, x, np.array(METRICS)
+
+
+Update = Callable[[FeatureState, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def timed(update: Update, warm: dict, rows: tuple[np.ndarray, ...], call: int) -> float:
+    """Seconds to feed ``rows`` in calls of ``call`` rows, from a copy of ``warm``."""
+    fs = FeatureState.from_snapshot(warm)
+    slots, ts, x = rows
+    t0 = time.perf_counter()
+    for i in range(0, len(slots), call):
+        update(fs, slots[i : i + call], ts[i : i + call], x[i : i + call])
+    return time.perf_counter() - t0
+
+
+def kernel_update(fs: FeatureState, slots: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return fs.update(slots, ts, x)
+
+
+def bench_features(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    slots, ts, x, metrics = fleet_rows(args.copies, args.warm_steps + args.steps)
+    n_ent = int(slots.max()) + 1
+    cut = int(np.searchsorted(ts, ts[0] + args.warm_steps * 10_000))
+    print(
+        f"features: {n_ent:,} hosts × {len(metrics)} metrics, {cut:,} warm-up rows (untimed), "
+        f"{len(slots) - cut:,} timed rows; fleet built in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    fs = FeatureState(tuple(metrics), capacity=n_ent)
+    t1 = time.perf_counter()
+    fs.update(slots[:1], ts[:1], x[:1])
+    print(f"features: first kernel call (compile or cache load) {time.perf_counter() - t1:.2f} s")
+    fs = FeatureState(tuple(metrics), capacity=n_ent)
+    for i in range(0, cut, 5000):
+        fs.update(
+            slots[i : min(i + 5000, cut)], ts[i : min(i + 5000, cut)], x[i : min(i + 5000, cut)]
+        )
+    warm = fs.snapshot()
+    rows = (slots[cut:], ts[cut:], x[cut:])
+    n = len(rows[0])
+    for call in args.calls:
+        base_us, kern_us, ratios = [], [], []
+        for r in range(args.repeats):
+            b = timed(numpy_update, warm, rows, call) / n * 1e6
+            k = timed(kernel_update, warm, rows, call) / n * 1e6
+            base_us.append(b)
+            kern_us.append(k)
+            ratios.append(b / k)
+            print(f"  calls of {call}: repeat {r + 1}/{args.repeats}", file=sys.stderr)
+        base, kern = statistics.median(base_us), statistics.median(kern_us)
+        print(
+            f"features, calls of {call:>5,} rows: baseline numpy {base:7.2f} µs/row, "
+            f"kernel {kern:6.2f} µs/row, "
+            f"baseline/kernel {statistics.median(ratios):5.1f}× (medians of {args.repeats})"
+        )
+
+
+COLD_PROBE = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from predictor.features import FeatureState
+t1 = time.perf_counter()
+fs = FeatureState(("a", "b"))
+fs.update(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros((1, 2)))
+t2 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
+"""
+
+
+def bench_warmup() -> None:
+    """First-call cost in a fresh process: cold (empty numba cache), then cached."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("cold (empty cache)", "cached"):
+            res = subprocess.run(
+                [sys.executable, "-c", COLD_PROBE],
+                env=env,
+                cwd=root,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            imp, first = (float(v) for v in res.stdout.split())
+            print(f"features warm-up, {label}: import {imp:.2f} s, first update {first:.2f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--section", choices=SECTIONS, action="append", help="default: all")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--copies", type=int, default=10, help="fleet copies (51 hosts each)")
+    ap.add_argument("--warm-steps", type=int, default=70, help="untimed 10 s intervals")
+    ap.add_argument("--steps", type=int, default=40, help="timed 10 s intervals")
+    ap.add_argument("--calls", type=int, nargs="+", default=[60, 5000], help="rows per call")
+    args = ap.parse_args()
+    for section in args.section or SECTIONS:
+        if section == "features":
+            bench_warmup()
+            bench_features(args)
+
+
+if __name__ == "__main__":
+    main()
