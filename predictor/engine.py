@@ -368,7 +368,7 @@ class Engine:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cfg = self.config
         batch_rounds = rounds(s)
-        f = self.features.update(s, t, x, batch_rounds)
+        f = self.features.update(s, t, x)
         a = self.detector.score_learn_many(s, x)
         self.drift.update(s, bits_from_score(a), t)
         full = np.concatenate([f, a[:, None].astype(np.float32)], axis=1)

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from predictor.batching import rounds
 from predictor.contracts import DEFAULT_METRICS
+from predictor.features_kernel import Z_CAP as Z_CAP
+from predictor.features_kernel import update_rows
 
 PER_METRIC = ("value", "z", "level_z", "slope_short", "slope_long", "persist")
 ENTITY_FEATURES = ("gap_s", "max_abs_z")
-Z_CAP = 50.0
 
 
 class FeatureState:
@@ -126,82 +126,55 @@ class FeatureState:
         arrays = (self.n, self.last_ts, self.mu_f, self.mu_m, self.mu_s, self.var_s, self.persist)
         return sum(a.nbytes for a in arrays) // max(1, self.capacity)
 
-    def update(
-        self,
-        slots: np.ndarray,
-        ts_ms: np.ndarray,
-        x: np.ndarray,
-        batch_rounds: list[np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """Ingest events (in order) and return their feature rows, float32."""
+    def update(self, slots: np.ndarray, ts_ms: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Ingest events (in order) and return their feature rows, float32.
+
+        One call of the compiled row loop :func:`predictor.features_kernel.update_rows`
+        over all rows (an entity may appear any number of times; its rows are taken in
+        order). ``slots`` are entity slots (``>= 0``; the state grows to hold the
+        largest), ``ts_ms`` event times (epoch ms), ``x`` one column per metric (NaN:
+        absent).
+        """
         n = len(slots)
         m = len(self.metric_names)
         out = np.empty((n, m * len(PER_METRIC) + len(ENTITY_FEATURES)), dtype=np.float32)
         if n == 0:
             return out
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
+        ts_ms = np.ascontiguousarray(ts_ms, dtype=np.int64)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (n, m) or ts_ms.shape != (n,):
+            raise ValueError(
+                f"FeatureState.update: {n} slots need ts_ms of shape ({n},) and x of shape "
+                f"({n}, {m}) (metrics {self.metric_names}); got {ts_ms.shape} and {x.shape}"
+            )
+        lo = int(slots.min())
+        if lo < 0:
+            raise ValueError(f"FeatureState.update: entity slot {lo} is negative")
         self.ensure(int(slots.max()) + 1)
-        for idx in batch_rounds if batch_rounds is not None else rounds(slots):
-            out[idx] = self._update_round(slots[idx], ts_ms[idx], x[idx])
+        update_rows(
+            self.n,
+            self.last_ts,
+            self.mu_f,
+            self.mu_m,
+            self.mu_s,
+            self.var_s,
+            self.persist,
+            float(self.tau_fast_s),
+            float(self.tau_mid_s),
+            float(self.tau_slow_s),
+            float(self.tau_persist_s),
+            float(self.persist_z),
+            float(self.clip_z),
+            int(self.warmup),
+            float(self.rel_sd_floor),
+            float(self.abs_sd_floor),
+            slots,
+            ts_ms,
+            x,
+            out,
+        )
         return out
-
-    def _update_round(self, e: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:
-        k, m = x.shape
-        count = self.n[e]
-        first = count == 0
-        dt = np.where(first, 0.0, np.maximum(ts - self.last_ts[e], 0) / 1000.0)
-        present = ~np.isnan(x)
-
-        mu_f, mu_m, mu_s, var_s = self.mu_f[e], self.mu_m[e], self.mu_s[e], self.var_s[e]
-        fresh = np.isnan(mu_s)  # first reading of this metric for this entity
-        seed = present & fresh
-        mu_f = np.where(seed, x, mu_f)
-        mu_m = np.where(seed, x, mu_m)
-        mu_s = np.where(seed, x, mu_s)
-
-        sd = np.sqrt(var_s)
-        floor = np.maximum(self.abs_sd_floor, self.rel_sd_floor * np.abs(mu_s))
-        sd = np.maximum(sd, floor)
-        z = np.clip((x - mu_s) / sd, -Z_CAP, Z_CAP)
-        warmed = (count >= self.warmup)[:, None]
-        z_out = np.where(warmed, z, 0.0)
-
-        # Winsorise what moves the baseline once the entity has one worth protecting.
-        lim = self.clip_z * sd
-        x_b = np.where(warmed, np.clip(x, mu_s - lim, mu_s + lim), x)
-
-        dtc = dt[:, None]
-        a_f = -np.expm1(-dtc / self.tau_fast_s)
-        a_m = -np.expm1(-dtc / self.tau_mid_s)
-        a_s = -np.expm1(-dtc / self.tau_slow_s)
-        upd = present & ~seed
-        mu_f = np.where(upd, mu_f + a_f * (x - mu_f), mu_f)
-        mu_m = np.where(upd, mu_m + a_m * (x_b - mu_m), mu_m)
-        diff = x_b - mu_s
-        mu_s_new = np.where(upd, mu_s + a_s * diff, mu_s)
-        var_s = np.where(upd, (1.0 - a_s) * (var_s + a_s * diff * diff), var_s)
-
-        a_p = -np.expm1(-dtc / self.tau_persist_s)
-        out_of_bounds = (np.abs(z_out) > self.persist_z).astype(np.float64)
-        persist = self.persist[e]
-        persist = np.where(present & warmed, persist + a_p * (out_of_bounds - persist), persist)
-        self.persist[e] = persist
-        self.mu_f[e], self.mu_m[e], self.mu_s[e], self.var_s[e] = mu_f, mu_m, mu_s_new, var_s
-        self.n[e] = count + 1
-        self.last_ts[e] = np.maximum(self.last_ts[e], ts)
-
-        lag_short = (self.tau_mid_s - self.tau_fast_s) / 60.0
-        lag_long = (self.tau_slow_s - self.tau_mid_s) / 60.0
-        out = np.empty((k, m, len(PER_METRIC)), dtype=np.float32)
-        out[:, :, 0] = x
-        out[:, :, 1] = z_out
-        out[:, :, 2] = np.where(warmed, np.clip((mu_f - mu_s_new) / sd, -Z_CAP, Z_CAP), 0.0)
-        out[:, :, 3] = np.where(warmed, (mu_f - mu_m) / sd / lag_short, 0.0)
-        out[:, :, 4] = np.where(warmed, (mu_m - mu_s_new) / sd / lag_long, 0.0)
-        out[:, :, 5] = persist
-        flat = out.reshape(k, m * len(PER_METRIC))
-        absz = np.abs(np.where(present, z_out, 0.0))
-        extra = np.stack([dt, absz.max(axis=1)], axis=1).astype(np.float32)
-        return np.concatenate([flat, extra], axis=1)
 
     def snapshot(self) -> dict[str, Any]:
         """A picklable copy of the state (see :meth:`from_snapshot`)."""
