@@ -1,0 +1,247 @@
+"""The risk model's trees as flat arrays and one compiled loop (:mod:`predictor.jit`).
+
+The engine scores a tick segment of ~10-60 rows at a time. LightGBM's ``Booster.predict``
+costs ~0.3 ms a call whatever the row count (its Python wrapper and C API set-up, not the
+trees), so small batches paid mostly for the call. Here a trained booster is compiled
+once into numpy arrays (from its model text: LightGBM's own arrays) and walked by a numba
+kernel whose cost per call is a few microseconds (``benchmarks/bench_risk_trees.py`` has
+the figures).
+
+It computes what LightGBM computes, not an approximation of it (``Tree::GetLeaf`` and
+``Tree::NumericalDecision`` in LightGBM's ``include/LightGBM/tree.h``, v4):
+
+- each input is widened to float64; an absolute value at most ``kZeroThreshold``
+  (``1e-35f``, the float32 literal widened: 1.0000000180025095e-35) is read as 0.0, as
+  LightGBM's dense-row reader drops such values and the predictor fills absent features
+  with zeros (``RowPairFunctionFromDenseMatric``);
+- at a split with missing type None or Zero, NaN is read as 0.0;
+- missing type Zero sends 0.0, and missing type NaN sends NaN, to the default side
+  (``default_left``); any other value goes left when ``value <= threshold`` (so +inf goes
+  right, -inf left);
+- the raw score is the sum of the trees' leaf values in tree order, from 0.0, in float64
+  (``GBDT::PredictRaw``; the initial score is already folded into the first tree); a
+  binary objective's probability is ``1 / (1 + exp(-sigmoid * raw))``.
+
+The trees are the ones ``booster.predict`` uses by default (``model_to_string()`` and
+``predict`` both stop at the best iteration when early stopping set one). Categorical
+splits, linear trees, multiclass and averaged (random-forest) models are refused with a
+:class:`~predictor.errors.ModelError` naming what was found; :class:`~predictor.risk.RiskModel`
+then keeps scoring with LightGBM. ``tests/unit/test_risk_trees.py`` pins raw scores to
+``booster.predict(x, raw_score=True)`` on the shipped model and on models fitted with
+NaNs, with ``zero_as_missing``, at every threshold exactly and one ulp either side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from predictor.errors import ModelError
+from predictor.jit import kernel
+
+#: LightGBM's ``kZeroThreshold`` (``const double kZeroThreshold = 1e-35f``): a float32
+#: literal widened, so a hair above the double ``1e-35``.
+K_ZERO_THRESHOLD = float(np.float32(1e-35))
+
+#: Bits of LightGBM's ``decision_type`` byte that are used here (``tree.h``).
+DEFAULT_LEFT_MASK = 2
+MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
+
+#: Columns of :attr:`CompiledTrees.nodes`.
+FEATURE, LEFT, RIGHT, DECISION = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledTrees:
+    """A booster's trees as flat arrays.
+
+    Attributes
+    ----------
+    nodes
+        int32 ``(n_nodes, 4)``: split feature, left child, right child, and LightGBM's
+        decision byte (``default_left`` in bit 1, missing type in bits 2-3). A child
+        ``>= 0`` is a node index; a child ``c < 0`` is leaf ``~c``.
+    thresholds
+        float64 ``(n_nodes,)``: a row goes left when its value ``<=`` the threshold.
+    leaf_values
+        float64 ``(n_leaves,)``: every tree's leaf outputs, shrinkage included.
+    roots
+        int32 ``(n_trees,)``: each tree's root, encoded as a child (a one-leaf tree's
+        root is its leaf).
+    n_features
+        Columns an input must have (LightGBM's ``max_feature_idx + 1``).
+    sigmoid
+        The binary objective's sigmoid parameter; None for another objective.
+    """
+
+    nodes: np.ndarray
+    thresholds: np.ndarray
+    leaf_values: np.ndarray
+    roots: np.ndarray
+    n_features: int
+    sigmoid: float | None
+
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores (log-odds for a binary model), one per row of ``x``, float64."""
+        return self._run(x, 0.0)
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        """The binary objective's probabilities, as ``booster.predict(x)`` gives them."""
+        if self.sigmoid is None:
+            raise ModelError("the trees' objective is not binary: no probability to give")
+        return self._run(x, self.sigmoid)
+
+    def _run(self, x: np.ndarray, sigmoid: float) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype != np.float32 and x.dtype != np.float64:
+            x = x.astype(np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            # The kernel does not check bounds: a narrower row would read past its end.
+            raise ModelError(f"the trees take {self.n_features} features, got shape {x.shape}")
+        x = np.ascontiguousarray(x)
+        return _scores(x, self.nodes, self.thresholds, self.leaf_values, self.roots, sigmoid)
+
+
+def compile_booster(booster: Any) -> CompiledTrees:
+    """``booster``'s trees (a ``lightgbm.Booster``) as :class:`CompiledTrees`.
+
+    Read from ``booster.model_to_string()``, which holds LightGBM's own arrays (and the
+    trees ``predict`` uses by default). Not from ``dump_model()``: its JSON cannot say
+    ``inf``, so it writes a split that sends NaN-as-missing apart from the rest
+    (threshold ``+inf``) as ``1e300``, and ``+inf`` inputs would go the wrong way.
+
+    Raises :class:`~predictor.errors.ModelError`, naming the tree, for what the kernel
+    does not evaluate: categorical splits, linear trees, more than one tree per
+    iteration, averaged output.
+    """
+    return compile_text(booster.model_to_string())
+
+
+def compile_text(text: str) -> CompiledTrees:
+    """:func:`compile_booster` from LightGBM's model text.
+
+    >>> text = "\\n".join([
+    ...     "max_feature_idx=0", "objective=binary sigmoid:1", "",
+    ...     "Tree=0", "num_leaves=2", "num_cat=0", "split_feature=0", "threshold=0.5",
+    ...     "decision_type=10", "left_child=-1", "right_child=-2", "leaf_value=-1 2",
+    ...     "is_linear=0", "",
+    ...     "Tree=1", "num_leaves=1", "num_cat=0", "leaf_value=0.25", "is_linear=0", "",
+    ...     "end of trees"])
+    >>> trees = compile_text(text)
+    >>> trees.raw(np.array([[0.5], [0.75], [np.nan], [np.inf]])).tolist()
+    [-0.75, 2.25, -0.75, 2.25]
+    """
+    header, blocks = _sections(text)
+    if int(header.get("num_tree_per_iteration", "1")) != 1:
+        raise ModelError(
+            f"the model grows {header['num_tree_per_iteration']} trees per iteration "
+            "(multiclass): compiled trees take one"
+        )
+    if "average_output" in header:
+        raise ModelError("the model averages its trees (random forest): compiled trees sum them")
+    if "max_feature_idx" not in header:
+        raise ModelError("not LightGBM model text: no max_feature_idx line")
+    objective = header.get("objective", "").split(" ")
+    sigmoid = None
+    if objective[0] == "binary":
+        sigmoid = 1.0
+        for part in objective[1:]:
+            if part.startswith("sigmoid:"):
+                sigmoid = float(part.removeprefix("sigmoid:"))
+    nodes, thresholds, leaves, roots = [], [], [], []
+    n_nodes = n_leaves = 0
+    for name, tree in blocks:
+        if tree.get("is_linear", "0") != "0":
+            raise ModelError(f"{name} is a linear tree: compiled trees take constant leaves")
+        if tree.get("num_cat", "0") != "0":
+            raise ModelError(f"{name} has categorical splits: compiled trees take '<=' only")
+        leaf = np.array(tree["leaf_value"].split(), dtype=np.float64)
+        if int(tree["num_leaves"]) == 1:
+            roots.append(~n_leaves)
+        else:
+            decision = np.array(tree["decision_type"].split(), dtype=np.int32)
+            if np.any(decision & 1):  # kCategoricalMask
+                raise ModelError(f"{name} has categorical splits: compiled trees take '<=' only")
+            children = [
+                np.array(tree[side].split(), dtype=np.int32)
+                for side in ("left_child", "right_child")
+            ]
+            # LightGBM's encoding (a node index, or ~leaf), moved past the earlier trees.
+            left, right = (np.where(c >= 0, c + n_nodes, ~(~c + n_leaves)) for c in children)
+            feature = np.array(tree["split_feature"].split(), dtype=np.int32)
+            nodes.append(np.column_stack([feature, left, right, decision]))
+            thresholds.append(np.array(tree["threshold"].split(), dtype=np.float64))
+            roots.append(n_nodes)
+            n_nodes += len(feature)
+        leaves.append(leaf)
+        n_leaves += len(leaf)
+    return CompiledTrees(
+        nodes=np.ascontiguousarray(np.concatenate(nodes or [np.zeros((0, 4))]), dtype=np.int32),
+        thresholds=np.concatenate(thresholds or [np.zeros(0)]).astype(np.float64),
+        leaf_values=np.concatenate(leaves or [np.zeros(0)]).astype(np.float64),
+        roots=np.array(roots, dtype=np.int32),
+        n_features=int(header["max_feature_idx"]) + 1,
+        sigmoid=sigmoid,
+    )
+
+
+def _sections(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str]]]]:
+    """The header's ``key=value`` lines and each ``Tree=N`` block's, up to ``end of trees``."""
+    header: dict[str, str] = {}
+    blocks: list[tuple[str, dict[str, str]]] = []
+    current = header
+    for line in text.splitlines():
+        if line == "end of trees":
+            break
+        key, eq, value = line.partition("=")
+        if not eq:
+            continue
+        if key == "Tree":
+            current = {}
+            blocks.append((f"tree {value}", current))
+        else:
+            current[key] = value
+    return header, blocks
+
+
+@kernel
+def _scores(x, nodes, thresholds, leaf_values, roots, sigmoid):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Per row: the sum of the trees' leaves; ``1 / (1 + exp(-sigmoid * sum))`` when
+    ``sigmoid > 0``. LightGBM's decision rules, in the module docstring."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        total = 0.0
+        for t in range(roots.shape[0]):
+            node = roots[t]
+            while node >= 0:
+                v = float(x[i, nodes[node, FEATURE]])
+                if abs(v) <= K_ZERO_THRESHOLD:
+                    v = 0.0
+                decision = nodes[node, DECISION]
+                missing = (decision >> 2) & 3
+                if missing != MISSING_NAN and math.isnan(v):
+                    v = 0.0
+                if (missing == MISSING_ZERO and v == 0.0) or (
+                    missing == MISSING_NAN and math.isnan(v)
+                ):
+                    if decision & DEFAULT_LEFT_MASK:
+                        node = nodes[node, LEFT]
+                    else:
+                        node = nodes[node, RIGHT]
+                elif v <= thresholds[node]:
+                    node = nodes[node, LEFT]
+                else:
+                    node = nodes[node, RIGHT]
+            total += leaf_values[~node]
+        if sigmoid > 0.0:
+            total = 1.0 / (1.0 + math.exp(-sigmoid * total))
+        out[i] = total
+    return out
