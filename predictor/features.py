@@ -23,11 +23,12 @@ entity repeats among them, so a partition-sized tick costs little more per row t
 full micro-batch. It replaced numpy code that split a call into rounds (each entity at
 most once) of ~40 small array operations each, whose fixed cost per round dominated short
 calls: on 510 simulated hosts × 15 metrics, 3.10 → 0.44 µs/row in calls of 60 rows and
-1.24 → 0.31 µs/row in calls of 5,000 (``benchmarks/bench_kernels.py``, medians of 5, the
-numpy code kept there as the baseline). The results are that code's, bit for bit on the
-recorded streams (``tests/unit/test_features_kernel.py``), and the same bits however the
-rows are split into calls. A process pays numba's start-up on its first update (~1 s with
-the compiled code cached, ~1.6 s compiling it into an empty cache).
+1.24 → 0.31 µs/row in calls of 5,000 (``benchmarks/bench_kernels.py``, medians of 5 at a
+load average of 2.5, the numpy code kept there as the baseline; 7-9× and 4× run to run).
+The results are that code's, bit for bit on the recorded streams
+(``tests/unit/test_features_kernel.py``), and the same bits however the rows are split
+into calls. A process pays numba's start-up on its first update (0.9-1.1 s with
+the compiled code cached, 1.6-2.3 s compiling it into an empty cache).
 
 >>> import numpy as np
 >>> fs = FeatureState(("cpu_pct",))
