@@ -8,11 +8,12 @@ are computed only for rows that lead to an alert or a recommendation.
 
 Scoring does not call LightGBM: at the first :meth:`RiskModel.predict_risk` the booster
 is compiled once into flat arrays walked by a numba kernel (:mod:`predictor.risk_trees`),
-which gives LightGBM's own probabilities bit for bit at a fraction of its per-call cost
-(the engine scores 10-60 rows a call, where ``Booster.predict`` costs ~0.3 ms whatever
-the rows). Compiling costs ~XX ms once per model (parsing its text); a model the kernel does
-not evaluate (categorical splits, linear trees) keeps ``Booster.predict``. The compiled
-arrays are a cache: never pickled, rebuilt for another booster.
+which gives LightGBM's probabilities (bit for bit on the shipped model) at a fraction of
+its cost per call: the engine scores 10-60 rows a call, and ``Booster.predict`` costs
+~0.3 ms a call whatever the rows. Compiling costs ~30 ms once per model (its text,
+parsed); a model the kernel does not evaluate (categorical splits, linear trees) keeps
+``Booster.predict``, and :meth:`RiskModel.explain` stays on LightGBM. The compiled arrays
+are a cache: never pickled, rebuilt for another booster.
 
 The core does no file I/O: :meth:`RiskModel.to_state` gives LightGBM's text and the
 metadata (feature names, horizon, calibration points, training metrics, version, and the
@@ -194,7 +195,7 @@ class RiskModel:
             except ModelError as exc:
                 logger.debug("risk model scored by LightGBM, not compiled: %s", exc)
                 trees = None
-            if trees is not None and (trees.n_features != len(self.feature_names_)):
+            if trees is not None and trees.n_features != len(self.feature_names_):
                 trees = None  # LightGBM's own shape check then speaks
             cached = (self.booster_, trees)
             self._compiled = cached

@@ -34,7 +34,7 @@ NaNs, with ``zero_as_missing``, at every threshold exactly and one ulp either si
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,16 @@ K_ZERO_THRESHOLD = float(np.float32(1e-35))
 #: Bits of LightGBM's ``decision_type`` byte that are used here (``tree.h``).
 DEFAULT_LEFT_MASK = 2
 MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
+
+#: 64 bits set: a tree's leaves all standing.
+ALL_ONES = (1 << 64) - 1
+#: De Bruijn sequence for the index of a uint64's lowest set bit (one multiply, one
+#: table look-up; numba has no count-trailing-zeros).
+DE_BRUIJN = 0x03F79D71B4CB0A89
+LOWEST_BIT = np.zeros(64, dtype=np.int32)
+for _k in range(64):
+    LOWEST_BIT[(((1 << _k) * DE_BRUIJN) & ALL_ONES) >> 58] = _k
+del _k
 
 #: Columns of :attr:`CompiledTrees.nodes`.
 FEATURE, LEFT, RIGHT, DECISION = 0, 1, 2, 3
@@ -83,30 +93,82 @@ class CompiledTrees:
     roots: np.ndarray
     n_features: int
     sigmoid: float | None
+    #: The same trees as leaf bitmasks (:class:`Bitmasks`); None when a tree has more
+    #: than 64 leaves (then the node walk scores).
+    bitmasks: Bitmasks | None = None
 
     @property
     def n_trees(self) -> int:
         return len(self.roots)
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        """Raw scores (log-odds for a binary model), one per row of ``x``, float64."""
-        return self._run(x, 0.0)
+    def raw(self, x: np.ndarray, method: str = "auto") -> np.ndarray:
+        """Raw scores (log-odds for a binary model), one per row of ``x``, float64.
 
-    def proba(self, x: np.ndarray) -> np.ndarray:
+        ``method``: ``"bitmask"``, ``"walk"`` (node by node), or ``"auto"`` (bitmask
+        where the trees allow it); all give the same numbers."""
+        return self._run(x, 0.0, method)
+
+    def proba(self, x: np.ndarray, method: str = "auto") -> np.ndarray:
         """The binary objective's probabilities, as ``booster.predict(x)`` gives them."""
         if self.sigmoid is None:
             raise ModelError("the trees' objective is not binary: no probability to give")
-        return self._run(x, self.sigmoid)
+        return self._run(x, self.sigmoid, method)
 
-    def _run(self, x: np.ndarray, sigmoid: float) -> np.ndarray:
+    def _run(self, x: np.ndarray, sigmoid: float, method: str) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype != np.float32 and x.dtype != np.float64:
             x = x.astype(np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
-            # The kernel does not check bounds: a narrower row would read past its end.
+            # The kernels do not check bounds: a narrower row would read past its end.
             raise ModelError(f"the trees take {self.n_features} features, got shape {x.shape}")
         x = np.ascontiguousarray(x)
-        return _scores(x, self.nodes, self.thresholds, self.leaf_values, self.roots, sigmoid)
+        b = self.bitmasks
+        if method == "walk" or (method == "auto" and b is None):
+            return _walk(x, self.nodes, self.thresholds, self.leaf_values, self.roots, sigmoid)
+        if method not in ("auto", "bitmask"):
+            raise ValueError(f"method {method!r}: 'auto', 'bitmask' or 'walk'")
+        if b is None:
+            raise ModelError("a tree has more than 64 leaves: no bitmasks, use method='walk'")
+        return _bitmask(
+            x, b.starts, b.thresholds, b.trees, b.masks, b.leaves, b.leaf_start, sigmoid
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Bitmasks:
+    """The trees laid out for QuickScorer's traversal (Lucchese et al., SIGIR 2015).
+
+    A tree's leaves are numbered left to right, bit ``k`` for leaf ``k``. A split that
+    sends a row right rules out every leaf of its left subtree; the row's leaf is the
+    lowest bit left standing once every such split has cleared its bits, whatever order
+    they are applied in. So, per feature, the splits are sorted by threshold, and a row
+    value ``v`` clears the bits of the splits with ``threshold < v`` (a prefix, stopped at
+    the first threshold ``>= v``): a few hundred ANDs a row, no tree walked, no branch
+    that depends on the path. A NaN or a zero (after kZeroThreshold) does not compare:
+    what every split sends it right is fixed, so its cleared bits are precomputed per
+    feature and tree.
+
+    Attributes
+    ----------
+    starts
+        int64 ``(3, n_features + 1)``: where each feature's entries begin in the three
+        sections of the arrays below: values that compare, zeros, NaNs.
+    thresholds
+        float64: the compared section's thresholds, ascending per feature.
+    trees, masks
+        int32 tree and uint64 mask of each entry (ones but the ruled-out leaves).
+    leaves
+        float64: leaf values, left to right within each tree.
+    leaf_start
+        int64 ``(n_trees + 1,)``: where each tree's leaves begin in ``leaves``.
+    """
+
+    starts: np.ndarray
+    thresholds: np.ndarray
+    trees: np.ndarray
+    masks: np.ndarray
+    leaves: np.ndarray
+    leaf_start: np.ndarray
 
 
 def compile_booster(booster: Any) -> CompiledTrees:
@@ -182,13 +244,88 @@ def compile_text(text: str) -> CompiledTrees:
             n_nodes += len(feature)
         leaves.append(leaf)
         n_leaves += len(leaf)
-    return CompiledTrees(
+    trees = CompiledTrees(
         nodes=np.ascontiguousarray(np.concatenate(nodes or [np.zeros((0, 4))]), dtype=np.int32),
         thresholds=np.concatenate(thresholds or [np.zeros(0)]).astype(np.float64),
         leaf_values=np.concatenate(leaves or [np.zeros(0)]).astype(np.float64),
         roots=np.array(roots, dtype=np.int32),
         n_features=int(header["max_feature_idx"]) + 1,
         sigmoid=sigmoid,
+    )
+    if max((len(leaf) for leaf in leaves), default=1) > 64:
+        return trees
+    return replace(trees, bitmasks=bitmasks(trees))
+
+
+def bitmasks(trees: CompiledTrees) -> Bitmasks:
+    """``trees`` as :class:`Bitmasks` (every tree at most 64 leaves)."""
+    nodes, th = trees.nodes, trees.thresholds
+    n_nodes = len(th)
+    node_tree = np.zeros(n_nodes, dtype=np.int32)
+    node_mask: list[int] = [0] * n_nodes
+    ranked: list[int] = []  # global leaf numbers, left to right within each tree
+    leaf_start = [0]
+    for t, root in enumerate(trees.roots.tolist()):
+        first = len(ranked)
+        # Iterative in-order walk; a node's left subtree holds the leaves ranked
+        # [rank when it was entered, rank when its right subtree starts).
+        stack: list[tuple[int, int]] = [(root, 0)]
+        entered: dict[int, int] = {}
+        while stack:
+            node, state = stack.pop()
+            if node < 0:
+                ranked.append(~node)
+            elif state == 0:
+                node_tree[node] = t
+                entered[node] = len(ranked) - first
+                stack.append((node, 1))
+                stack.append((int(nodes[node, LEFT]), 0))
+            else:
+                lo, hi = entered[node], len(ranked) - first
+                node_mask[node] = ALL_ONES & ~(((1 << (hi - lo)) - 1) << lo)
+                stack.append((int(nodes[node, RIGHT]), 0))
+        if len(ranked) - first > 64:
+            raise ModelError(f"tree {t} has {len(ranked) - first} leaves: bitmasks hold 64")
+        leaf_start.append(len(ranked))
+    feature = nodes[:, FEATURE]
+    default_left = (nodes[:, DECISION] & DEFAULT_LEFT_MASK) != 0
+    missing = (nodes[:, DECISION] >> 2) & 3
+    # Where a zero goes: the default side under missing type Zero, else 0.0 <= threshold.
+    zero_right = ~np.where(missing == MISSING_ZERO, default_left, th >= 0.0)
+    # NaN: the default side under NaN or Zero (read as 0.0, then missing); else as 0.0.
+    nan_right = ~np.where(missing == MISSING_NONE, th >= 0.0, default_left)
+    order = np.lexsort((th, feature))
+    n_features = trees.n_features
+    starts = np.zeros((3, n_features + 1), dtype=np.int64)
+    all_trees: list[int] = []
+    all_masks: list[int] = []
+    all_th: list[float] = []
+    # Compared section: one entry per split, by feature then threshold.
+    sorted_feature = feature[order]
+    starts[0] = np.searchsorted(sorted_feature, np.arange(n_features + 1))
+    all_trees += node_tree[order].tolist()
+    all_masks += [node_mask[n] for n in order.tolist()]
+    all_th += th[order].tolist()
+    for s, right in ((1, zero_right), (2, nan_right)):
+        merged: dict[tuple[int, int], int] = {}
+        for n in np.flatnonzero(right).tolist():
+            key = (int(feature[n]), int(node_tree[n]))
+            merged[key] = merged.get(key, ALL_ONES) & node_mask[n]
+        keys = sorted(merged)
+        offset = len(all_trees)
+        starts[s] = offset + np.searchsorted(
+            np.array([f for f, _ in keys], dtype=np.int64), np.arange(n_features + 1)
+        )
+        all_trees += [t for _, t in keys]
+        all_masks += [merged[k] for k in keys]
+        all_th += [0.0] * len(keys)
+    return Bitmasks(
+        starts=starts,
+        thresholds=np.array(all_th, dtype=np.float64),
+        trees=np.array(all_trees, dtype=np.int32),
+        masks=np.array(all_masks, dtype=np.uint64),
+        leaves=trees.leaf_values[np.array(ranked, dtype=np.int64)],
+        leaf_start=np.array(leaf_start, dtype=np.int64),
     )
 
 
@@ -212,7 +349,7 @@ def _sections(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str]
 
 
 @kernel
-def _scores(x, nodes, thresholds, leaf_values, roots, sigmoid):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _walk(x, nodes, thresholds, leaf_values, roots, sigmoid):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Per row: the sum of the trees' leaves; ``1 / (1 + exp(-sigmoid * sum))`` when
     ``sigmoid > 0``. LightGBM's decision rules, in the module docstring."""
     n = x.shape[0]
@@ -241,6 +378,42 @@ def _scores(x, nodes, thresholds, leaf_values, roots, sigmoid):  # type: ignore[
                 else:
                     node = nodes[node, RIGHT]
             total += leaf_values[~node]
+        if sigmoid > 0.0:
+            total = 1.0 / (1.0 + math.exp(-sigmoid * total))
+        out[i] = total
+    return out
+
+
+@kernel
+def _bitmask(x, starts, thresholds, trees, masks, leaves, leaf_start, sigmoid):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """:func:`_walk`'s numbers by :class:`Bitmasks`: per row, per feature, clear the bits
+    of the splits that send the value right; each tree's leaf is its lowest bit left."""
+    n, n_features = x.shape
+    n_trees = leaf_start.shape[0] - 1
+    out = np.empty(n, dtype=np.float64)
+    standing = np.empty(n_trees, dtype=np.uint64)
+    for i in range(n):
+        standing[:] = np.uint64(ALL_ONES)
+        for j in range(n_features):
+            v = float(x[i, j])
+            if abs(v) <= K_ZERO_THRESHOLD:
+                v = 0.0
+            if math.isnan(v):
+                for k in range(starts[2, j], starts[2, j + 1]):
+                    standing[trees[k]] &= masks[k]
+            elif v == 0.0:
+                for k in range(starts[1, j], starts[1, j + 1]):
+                    standing[trees[k]] &= masks[k]
+            else:
+                for k in range(starts[0, j], starts[0, j + 1]):
+                    if thresholds[k] >= v:
+                        break
+                    standing[trees[k]] &= masks[k]
+        total = 0.0
+        for t in range(n_trees):
+            m = standing[t]
+            lowest = m & (~m + np.uint64(1))
+            total += leaves[leaf_start[t] + LOWEST_BIT[(lowest * np.uint64(DE_BRUIJN)) >> 58]]
         if sigmoid > 0.0:
             total = 1.0 / (1.0 + math.exp(-sigmoid * total))
         out[i] = total
