@@ -7,10 +7,12 @@ contributions (``pred_contrib``), which are 100-300x dearer than a prediction, s
 are computed only for rows that lead to an alert or a recommendation.
 
 Scoring does not call LightGBM: at the first :meth:`RiskModel.predict_risk` the booster
-is compiled once into flat arrays walked by a numba kernel (:mod:`predictor.risk_trees`),
-which gives LightGBM's probabilities (bit for bit on the shipped model) at a fraction of
-its cost per call: the engine scores 10-60 rows a call, and ``Booster.predict`` costs
-~0.3 ms a call whatever the rows. Compiling costs ~30 ms once per model (its text,
+is compiled once into arrays scored by a numba kernel (:mod:`predictor.risk_trees`:
+QuickScorer's leaf bitmasks, or a node walk for trees over 64 leaves), which gives
+LightGBM's own probabilities (bit for bit on the shipped model). The engine scores 10-60
+rows a call, where ``Booster.predict`` pays ~30 µs a call plus its per-row walk; the
+kernel is 2-2.5x faster at 30-120 rows and 3-4x for a lone row
+(``benchmarks/bench_risk_trees.py``). Compiling costs ~50 ms once per model (its text,
 parsed); a model the kernel does not evaluate (categorical splits, linear trees) keeps
 ``Booster.predict``, and :meth:`RiskModel.explain` stays on LightGBM. The compiled arrays
 are a cache: never pickled, rebuilt for another booster.
