@@ -14,6 +14,10 @@ both, and their ratio, taken per repeat (a busy shared machine slows both alike)
 kernel is compiled (or loaded from numba's cache) before anything is timed; the first
 call's cost is printed on its own line.
 
+``risk_trees``: the risk model's compiled trees against ``Booster.predict`` at 1, 30,
+120 and 5,000 rows a call (``benchmarks/bench_risk_trees.py``, its defaults; run that
+file for its options).
+
 Print only: no figure here is asserted by a test (tests pin the kernel's *results* to
 the baseline, ``tests/unit/test_features_kernel.py``).
 """
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from predictor.batching import rounds  # noqa: E402
 from predictor.features import ENTITY_FEATURES, PER_METRIC, Z_CAP, FeatureState  # noqa: E402
 
-SECTIONS = ("features",)
+SECTIONS = ("features", "risk_trees")
 
 
 # -- baseline: the numpy feature update the kernel replaced -------------------------------
@@ -242,6 +246,10 @@ def main() -> None:
         if section == "features":
             bench_warmup()
             bench_features(args)
+        if section == "risk_trees":  # the risk model's trees: benchmarks/bench_risk_trees.py
+            from benchmarks.bench_risk_trees import main as bench_risk_trees
+
+            bench_risk_trees([])
 
 
 if __name__ == "__main__":
