@@ -155,12 +155,12 @@ class Bitmasks:
     Attributes
     ----------
     starts
-        int64 ``(3, n_features + 1)``: where each feature's entries begin in the three
+        uint64 ``(3, n_features + 1)``: where each feature's entries begin in the three
         sections of the arrays below: values that compare, zeros, NaNs.
     thresholds
         float64: the compared section's thresholds, ascending per feature.
     trees, masks
-        int32 tree and uint64 mask of each entry (ones but the ruled-out leaves).
+        uint32 tree and uint64 mask of each entry (ones but the ruled-out leaves).
     leaves
         float64: leaf values, left to right within each tree.
     leaf_start
@@ -300,7 +300,7 @@ def bitmasks(trees: CompiledTrees) -> Bitmasks:
     nan_right = ~np.where(missing == MISSING_NONE, th >= 0.0, default_left)
     order = np.lexsort((th, feature))
     n_features = trees.n_features
-    starts = np.zeros((3, n_features + 1), dtype=np.int64)
+    starts = np.zeros((3, n_features + 1), dtype=np.uint64)
     all_trees: list[int] = []
     all_masks: list[int] = []
     all_th: list[float] = []
@@ -326,7 +326,7 @@ def bitmasks(trees: CompiledTrees) -> Bitmasks:
     return Bitmasks(
         starts=starts,
         thresholds=np.array(all_th, dtype=np.float64),
-        trees=np.array(all_trees, dtype=np.int32),
+        trees=np.array(all_trees, dtype=np.uint32),
         masks=np.array(all_masks, dtype=np.uint64),
         leaves=trees.leaf_values[np.array(ranked, dtype=np.int64)],
         leaf_start=np.array(leaf_start, dtype=np.int64),
@@ -391,11 +391,16 @@ def _walk(x, nodes, thresholds, leaf_values, roots, sigmoid):  # type: ignore[no
 @kernel
 def _bitmask(x, starts, thresholds, trees, masks, leaves, leaf_start, sigmoid):  # type: ignore[no-untyped-def]  # pragma: no cover
     """:func:`_walk`'s numbers by :class:`Bitmasks`: per row, per feature, clear the bits
-    of the splits that send the value right; each tree's leaf is its lowest bit left."""
+    of the splits that send the value right; each tree's leaf is its lowest bit left.
+
+    Indices are unsigned (``starts``, ``trees``): numba then skips the wrap-around of
+    negative indices on every access, and the clearing loop, apart from the search for
+    its end, has no branch: ~1.5x faster than with signed indices in one loop."""
     n, n_features = x.shape
     n_trees = leaf_start.shape[0] - 1
     out = np.empty(n, dtype=np.float64)
     standing = np.empty(n_trees, dtype=np.uint64)
+    one = np.uint64(1)
     for i in range(n):
         standing[:] = np.uint64(ALL_ONES)
         for j in range(n_features):
@@ -403,20 +408,21 @@ def _bitmask(x, starts, thresholds, trees, masks, leaves, leaf_start, sigmoid): 
             if abs(v) <= K_ZERO_THRESHOLD:
                 v = 0.0
             if math.isnan(v):
-                for k in range(starts[2, j], starts[2, j + 1]):
-                    standing[trees[k]] &= masks[k]
+                k, end = starts[2, j], starts[2, j + 1]
             elif v == 0.0:
-                for k in range(starts[1, j], starts[1, j + 1]):
-                    standing[trees[k]] &= masks[k]
+                k, end = starts[1, j], starts[1, j + 1]
             else:
-                for k in range(starts[0, j], starts[0, j + 1]):
-                    if thresholds[k] >= v:
-                        break
-                    standing[trees[k]] &= masks[k]
+                k, end = starts[0, j], starts[0, j]
+                last = starts[0, j + 1]
+                while end < last and thresholds[end] < v:
+                    end += one
+            while k < end:
+                standing[trees[k]] &= masks[k]
+                k += one
         total = 0.0
         for t in range(n_trees):
             m = standing[t]
-            lowest = m & (~m + np.uint64(1))
+            lowest = m & (~m + one)
             total += leaves[leaf_start[t] + LOWEST_BIT[(lowest * np.uint64(DE_BRUIJN)) >> 58]]
         if sigmoid > 0.0:
             total = 1.0 / (1.0 + math.exp(-sigmoid * total))
