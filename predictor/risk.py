@@ -11,7 +11,7 @@ is compiled once into arrays scored by a numba kernel (:mod:`predictor.risk_tree
 QuickScorer's leaf bitmasks, or a node walk for trees over 64 leaves), which gives
 LightGBM's own probabilities (bit for bit on the shipped model). The engine scores 10-60
 rows a call, where ``Booster.predict`` pays ~30 µs a call plus its per-row walk; the
-kernel is 2-2.5x faster at 30-120 rows and 3-4x for a lone row
+kernel is ~2.8x faster at 30-120 rows and ~4.5x for a lone row
 (``benchmarks/bench_risk_trees.py``). Compiling costs ~50 ms once per model (its text,
 parsed); a model the kernel does not evaluate (categorical splits, linear trees) keeps
 ``Booster.predict``, and :meth:`RiskModel.explain` stays on LightGBM. The compiled arrays

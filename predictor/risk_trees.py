@@ -2,14 +2,14 @@
 
 The engine scores a tick segment of ~10-60 rows at a time. ``Booster.predict`` pays
 ~30 µs a call (its Python wrapper and C API set-up) and then walks every tree node by
-node, ~17 µs a row for the shipped 200 trees on this machine. Here a trained booster is
+node, ~15 µs a row for the shipped 200 trees on this machine. Here a trained booster is
 compiled once (~50 ms) into numpy arrays, from its model text (LightGBM's own arrays),
-and scored by a numba kernel with ~4 µs a call and ~7 µs a row: QuickScorer's leaf
+and scored by a numba kernel with ~5 µs a call and ~5.5 µs a row: QuickScorer's leaf
 bitmasks (:class:`Bitmasks`), which trade the walk's unpredictable branches for a few
-hundred ANDs a row. Trees over 64 leaves (bitmasks hold 64) are walked node by node
-(``method="walk"``, no faster than LightGBM per row, cheaper per call).
-``benchmarks/bench_risk_trees.py`` has the figures: 2-2.5x LightGBM at 30-120 rows,
-~4x for one row, ~1.6x at 5,000.
+thousand ANDs a row. Trees over 64 leaves (bitmasks hold 64) are walked node by node
+(``method="walk"``: cheaper than LightGBM per call, ~20 % dearer per row).
+``benchmarks/bench_risk_trees.py`` has the figures: ~2.8x LightGBM at 30-120 rows,
+~4.7x for one row, 2.6x at 5,000.
 
 It computes what LightGBM computes, not an approximation of it (``Tree::GetLeaf`` and
 ``Tree::NumericalDecision`` in LightGBM's ``include/LightGBM/tree.h``, v4):
@@ -147,8 +147,8 @@ class Bitmasks:
     lowest bit left standing once every such split has cleared its bits, whatever order
     they are applied in. So, per feature, the splits are sorted by threshold, and a row
     value ``v`` clears the bits of the splits with ``threshold < v`` (a prefix, stopped at
-    the first threshold ``>= v``): a few hundred ANDs a row, no tree walked, no branch
-    that depends on the path. A NaN or a zero (after kZeroThreshold) does not compare:
+    the first threshold ``>= v``): ~2,000 ANDs a row for the shipped model, in order
+    through memory, no tree walked, no branch that depends on the path. A NaN or a zero (after kZeroThreshold) does not compare:
     what every split sends it right is fixed, so its cleared bits are precomputed per
     feature and tree.
 
