@@ -148,9 +148,9 @@ class Bitmasks:
     they are applied in. So, per feature, the splits are sorted by threshold, and a row
     value ``v`` clears the bits of the splits with ``threshold < v`` (a prefix, stopped at
     the first threshold ``>= v``): ~2,000 ANDs a row for the shipped model, in order
-    through memory, no tree walked, no branch that depends on the path. A NaN or a zero (after kZeroThreshold) does not compare:
-    what every split sends it right is fixed, so its cleared bits are precomputed per
-    feature and tree.
+    through memory, no tree walked, no branch that depends on the path. A NaN or a zero
+    (after kZeroThreshold) does not compare: what every split sends it right is fixed,
+    so its cleared bits are precomputed per feature and tree.
 
     Attributes
     ----------
