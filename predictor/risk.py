@@ -177,7 +177,7 @@ class RiskModel:
             )
         if len(x) == 0:
             return np.zeros(0)
-        trees = self._trees()
+        trees = self.compiled_trees()
         if trees is None:
             raw = self.booster_.predict(x, num_threads=1)
         else:
@@ -187,9 +187,10 @@ class RiskModel:
         xs, ys = self.calibration_
         return np.asarray(np.interp(raw, xs, ys), dtype=np.float64)
 
-    def _trees(self) -> CompiledTrees | None:
-        """The booster compiled for :meth:`predict_risk`, built at the first call per
-        booster; None when the kernel cannot evaluate it (LightGBM scores instead)."""
+    def compiled_trees(self) -> CompiledTrees | None:
+        """The booster compiled for :meth:`predict_risk`, built at its first call per
+        booster (~50 ms; call this off the hot path, after a load, to pay it there);
+        None when the kernel cannot evaluate it (LightGBM scores instead)."""
         cached = self.__dict__.get("_compiled")
         if cached is None or cached[0] is not self.booster_:
             try:

@@ -209,7 +209,7 @@ def test_predict_risk_is_what_lightgbm_gave(baseline: RiskModel) -> None:
     assert xs, "the shipped model is calibrated"
     before = np.interp(baseline.booster_.predict(x, num_threads=1), xs, ys)
     np.testing.assert_allclose(baseline.predict_risk(x), before, rtol=0, atol=1e-12)
-    assert baseline._trees() is not None  # scored by the kernel, not by the fallback
+    assert baseline.compiled_trees() is not None  # scored by the kernel, not by the fallback
 
 
 def test_fitted_model_and_its_state_round_trip() -> None:
@@ -239,9 +239,9 @@ def test_another_booster_is_compiled_afresh(baseline: RiskModel) -> None:
     model = RiskModel.from_state(
         {"params": {}, "feature_names": [f"f{i}" for i in range(4)]}, booster=_fit(x, y)
     )
-    first = model._trees()
+    first = model.compiled_trees()
     model.booster_ = _fit(x, y, zero_as_missing=True)
-    second = model._trees()
+    second = model.compiled_trees()
     assert first is not None and second is not None and first is not second
     np.testing.assert_allclose(
         model.predict_risk(x[:200]),
@@ -271,7 +271,7 @@ def test_categorical_splits_are_refused_and_lightgbm_scores() -> None:
     np.testing.assert_array_equal(
         model.predict_risk(x), booster.predict(x.astype(np.float32), num_threads=1)
     )
-    assert model._trees() is None
+    assert model.compiled_trees() is None
 
 
 def test_linear_trees_are_refused() -> None:
