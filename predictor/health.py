@@ -26,9 +26,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from predictor.detectors.calibration import HALF_BITS, bits_from_score
+from predictor.jit import kernel
 
 ANOMALY_WEIGHT = 0.5
 #: Surprise (bits) below which an anomaly costs no health.
@@ -56,10 +59,35 @@ def risk_term(risk: np.ndarray) -> np.ndarray:
 def host_health(
     risk: np.ndarray, anomaly: np.ndarray, dead: np.ndarray, anomaly_weight: float = ANOMALY_WEIGHT
 ) -> np.ndarray:
-    """Per-host health in [0, 100] (formula in the module docstring)."""
-    badness = np.fmax(risk_term(risk), anomaly_term(anomaly, anomaly_weight))
-    h = 100.0 * (1.0 - np.clip(badness, 0.0, 1.0))
-    return np.asarray(np.where(dead, 0.0, h))
+    """Per-host health in [0, 100] (formula in the module docstring; one compiled pass,
+    pinned to :func:`risk_term` and :func:`anomaly_term` by ``tests/unit/test_health.py``)."""
+    out = np.empty(len(risk))
+    _host_health(
+        np.ascontiguousarray(risk, dtype=np.float64),
+        np.ascontiguousarray(anomaly, dtype=np.float64),
+        np.ascontiguousarray(dead, dtype=np.bool_),
+        float(anomaly_weight),
+        out,
+    )
+    return out
+
+
+@kernel
+def _host_health(risk, anomaly, dead, anomaly_weight, out):  # type: ignore[no-untyped-def]
+    big = np.finfo(np.float64).max
+    for i in range(risk.shape[0]):
+        if dead[i]:
+            out[i] = 0.0
+            continue
+        r = risk[i]  # risk_term: NaN (no model) counts 0
+        r = 0.0 if math.isnan(r) else min(max(r, -big), big)
+        r_term = min(max((r - RISK_FLOOR) / (1.0 - RISK_FLOOR), 0.0), 1.0)
+        a = anomaly[i]  # anomaly_term: the score back to bits (bits_from_score)
+        a = 0.0 if math.isnan(a) else min(max(a, 0.0), 1.0)
+        bits = HALF_BITS * a / max(1.0 - a, 1e-300) if a < 1.0 else math.inf
+        a_term = anomaly_weight * min(max((bits - TAIL_BITS) / (FULL_BITS - TAIL_BITS), 0.0), 1.0)
+        badness = max(r_term, a_term)
+        out[i] = 100.0 * (1.0 - min(max(badness, 0.0), 1.0))
 
 
 def roll_up_min(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:

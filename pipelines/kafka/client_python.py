@@ -119,13 +119,18 @@ def group_consumer(
     listener: ConsumerRebalanceListener,
     session_timeout_ms: int = 10_000,
     client_id: str | None = None,
-    max_partition_fetch_bytes: int = 1024 * 1024,
+    max_partition_fetch_bytes: int = 4 * 1024 * 1024,
 ) -> Any:
     """Join ``group_id`` on ``topics`` with manual commits and the range assignor.
 
     The range assignor gives partition *n* of every subscribed topic to the same member
     when the topics have the same partition count: that is what co-partitions
     positions.v1 with telemetry.v1.
+
+    ``max_partition_fetch_bytes`` is 4 MiB (kafka-python's default is 1 MiB): a partition
+    catching up fetches ~7,000 telemetry records a round trip instead of ~1,700, so the
+    worker waits less for the broker between batches (the benchmark's raw consumer reads
+    with the same setting). Memory: at most 4 MiB buffered per assigned partition.
     """
     try:
         consumer = KafkaConsumer(

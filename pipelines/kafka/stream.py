@@ -32,6 +32,7 @@ from pipelines.kafka.watch import NEW_LOG_END_CLIENT, Watch
 from pipelines.outbound.alertmanager import AlertNotifier
 from predictor.errors import SinkError, SourceError
 from predictor.ports import OutRecord, Sink
+from predictor.warmup import warm_up
 
 if TYPE_CHECKING:
     from pipelines.records.audit import AuditLog
@@ -180,7 +181,9 @@ class KafkaStreamWorker:
         self.notifier = notifier
         #: a new risk model waiting for the next iteration (set_model, any thread)
         self._next_model: tuple[Any] | None = None
-        make_engine(None)  # fail before joining the group if the model does not fit
+        # Fail before joining the group if the model does not fit, and load the compiled
+        # kernels now rather than inside the first tick (predictor.warmup).
+        warm_up(make_engine(None))
 
     # -- lifecycle --------------------------------------------------------------------
 

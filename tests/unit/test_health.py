@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -13,7 +13,9 @@ from predictor.health import (
     FULL_BITS,
     RISK_FLOOR,
     TAIL_BITS,
+    anomaly_term,
     host_health,
+    risk_term,
     roll_up_min,
     system_health,
 )
@@ -113,3 +115,28 @@ def test_sick_non_critical_parts_still_show() -> None:
         np.array([100.0, 0.0, 0.0]), np.array([0, 0, 0]), np.array([True, False, False]), 1
     )
     assert out[0] < 100.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_compiled_pass_is_the_formula_of_its_terms(
+    rows: list[tuple[float, float, bool]],
+) -> None:
+    risk, anomaly, dead = (np.array(c) for c in zip(*rows, strict=True))
+    with np.errstate(all="ignore"):  # the numpy terms overflow on ±max floats (to ±inf)
+        want = np.where(
+            dead,
+            0.0,
+            100.0 * (1.0 - np.clip(np.fmax(risk_term(risk), anomaly_term(anomaly)), 0.0, 1.0)),
+        )
+    np.testing.assert_allclose(host_health(risk, anomaly, dead), want, rtol=1e-12, atol=1e-9)
