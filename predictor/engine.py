@@ -70,7 +70,7 @@ from predictor.config import (  # re-exported: the engine is where callers look 
     StepResult,
     feature_names,
 )
-from predictor.context import Context
+from predictor.context import ComponentContext, Context
 from predictor.detectors import Detector, make_detector
 from predictor.detectors.calibration import bits_from_score
 from predictor.detectors.drift import DriftWatch
@@ -78,7 +78,7 @@ from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
 from predictor.features import FeatureState
 from predictor.health import host_health, roll_up_min, roll_up_risk, system_health
-from predictor.policy import decide
+from predictor.policy import PREPARE, Decision, calm, decide
 from predictor.recommend import RecommendationInput, build_recommendation
 from predictor.registry import Registry, grow
 from predictor.risk import RiskModel, check_fits, due_for_scoring
@@ -453,29 +453,30 @@ class Engine:
 
         comp_risk, comp_dead = roll_up_risk(self.risk[:n], dead, comp_of, nc)
 
-        ctx = self.context.for_components(comp_system, t_ms, cfg.costs)
         pol = cfg.policy
-        stale_pos, stale_mkt = self.context.stale(
-            comp_system, ctx.venue, t_ms, pol.stale_positions_s, pol.stale_market_s
-        )
-        decision = decide(
-            comp_risk,
-            comp_dead,
-            ctx.exposure,
-            ctx.market,
-            ctx.window_s,
-            cfg.policy,
-            cfg.costs,
-            self.horizon_s,
-            criticality=self._criticality(nc),
-            stale=stale_pos | stale_mkt,
-        )
-        proposed = decision.action
-        if self.model is None:  # without a model only the heartbeat rule decides
-            proposed = np.where(comp_dead, proposed, 0).astype(np.int8)
+        ctx: ComponentContext | None = None
+        stale_pos = stale_mkt = np.zeros(0, dtype=bool)
+        decision: Decision | None = None
+        if calm(comp_risk, comp_dead, pol):
+            # Every action would be ``none`` whatever the dollars: the context and the
+            # costs are worked out below only if escalation still needs them.
+            self.context.ensure_systems(reg.n_systems)
+            self.context.ensure_venues(reg.n_venues)
+            proposed = np.zeros(nc, dtype=np.int8)
+        else:
+            ctx, (stale_pos, stale_mkt), decision = self._decide(t_ms, comp_risk, comp_dead)
+            proposed = decision.action
+            if self.model is None:  # without a model only the heartbeat rule decides
+                proposed = np.where(comp_dead, proposed, 0).astype(np.int8)
         emit, actions = self.escalation.step(proposed, comp_dead, t_ms, cfg.confirm_s, cfg.hold_s)
+        reporting = cfg.report_every_s > 0
+        if decision is None and (
+            emit.any() or (reporting and int(self.escalation.action[:nc].max(initial=0)) >= PREPARE)
+        ):
+            ctx, (stale_pos, stale_mkt), decision = self._decide(t_ms, comp_risk, comp_dead)
         out = []
         for c in np.flatnonzero(emit).tolist():
+            assert decision is not None and ctx is not None  # worked out above when emitting
             s = int(comp_system[c])
             self.sys_epoch[s] += 1
             rec = build_recommendation(
@@ -498,7 +499,9 @@ class Engine:
             self.latest_rec[c] = rec
             self.counters["recommendations"] += 1
             out.append(rec)
-        if cfg.report_every_s > 0:
+        if reporting and ctx is None:  # no system at prepare_standby or above
+            self.sitreps.clear()
+        elif reporting and ctx is not None:
             self.sitreps.pending.extend(
                 situation_reports(
                     self,
@@ -510,6 +513,31 @@ class Engine:
                 )
             )
         return out
+
+    def _decide(
+        self, t_ms: int, comp_risk: np.ndarray, comp_dead: np.ndarray
+    ) -> tuple[ComponentContext, tuple[np.ndarray, np.ndarray], Decision]:
+        """Context, staleness and the policy's decision per component at tick ``t_ms``."""
+        cfg, pol = self.config, self.config.policy
+        nc = self.registry.n_components
+        comp_system = self.registry.comp_system[:nc]
+        ctx = self.context.for_components(comp_system, t_ms, cfg.costs)
+        stale = self.context.stale(
+            comp_system, ctx.venue, t_ms, pol.stale_positions_s, pol.stale_market_s
+        )
+        decision = decide(
+            comp_risk,
+            comp_dead,
+            ctx.exposure,
+            ctx.market,
+            ctx.window_s,
+            pol,
+            cfg.costs,
+            self.horizon_s,
+            criticality=self._criticality(nc),
+            stale=stale[0] | stale[1],
+        )
+        return ctx, stale, decision
 
     def take_reports(self) -> list[dict[str, Any]]:
         """The situation reports due since the last call (:mod:`predictor.sitrep`)."""

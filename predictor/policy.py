@@ -98,6 +98,22 @@ class Decision:
     stale: np.ndarray
 
 
+def calm(risk: np.ndarray, heartbeat_missed: np.ndarray, policy: PolicyConfig) -> bool:
+    """True when :func:`decide` would propose ``none`` for every row whatever the
+    dollars: no heartbeat missed and every risk below the lowest threshold an action
+    starts at (NaN risk counts 0). Most ticks of a healthy fleet; the engine then skips
+    the context and the costs.
+
+    >>> calm(np.array([0.05, np.nan]), np.zeros(2, dtype=bool), PolicyConfig())
+    True
+    >>> calm(np.array([0.05, 0.3]), np.zeros(2, dtype=bool), PolicyConfig())
+    False
+    """
+    lowest = min(policy.watch_risk, policy.prepare_risk, policy.act_risk, policy.early_act_risk)
+    p = np.nan_to_num(np.asarray(risk, dtype=np.float64), nan=0.0)
+    return not bool(np.any(heartbeat_missed)) and not bool(np.any(p >= lowest))
+
+
 def decide(
     risk: np.ndarray,
     heartbeat_missed: np.ndarray,

@@ -55,6 +55,12 @@ class Reports:
         """Room for ``n`` systems (new ones without a report)."""
         self.last_ms = grow(self.last_ms, n, -1)
 
+    def clear(self) -> None:
+        """No system at ``prepare_standby`` or above: no report clock runs (what
+        :func:`situation_reports` does to each system below it)."""
+        self.last_ms[:] = -1
+        self.last.clear()
+
     def take(self) -> list[dict[str, Any]]:
         """The reports due since the last call; they are the caller's now."""
         out, self.pending = self.pending, []
