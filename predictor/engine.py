@@ -72,7 +72,7 @@ from predictor.config import (  # re-exported: the engine is where callers look 
 )
 from predictor.context import ComponentContext, Context
 from predictor.detectors import Detector, make_detector
-from predictor.detectors.calibration import bits_from_score
+from predictor.detectors.calibration import bits_from_score, score_from_bits
 from predictor.detectors.drift import DriftWatch
 from predictor.escalation import Escalation
 from predictor.events import Reject, TelemetryBatch
@@ -369,8 +369,14 @@ class Engine:
         cfg = self.config
         batch_rounds = rounds(s)
         f = self.features.update(s, t, x)
-        a = self.detector.score_learn_many(s, x)
-        self.drift.update(s, bits_from_score(a), t)
+        bits_of = getattr(self.detector, "bits_learn_many", None)
+        if bits_of is not None:  # the calibrated detectors: bits first, no round trip
+            bits = bits_of(s, x)
+            a = score_from_bits(bits)
+        else:
+            a = self.detector.score_learn_many(s, x)
+            bits = bits_from_score(a)
+        self.drift.update(s, bits, t)
         full = np.concatenate([f, a[:, None].astype(np.float32)], axis=1)
 
         cadence_ms = int(cfg.risk_cadence_s * 1000)

@@ -110,8 +110,8 @@ def calm(risk: np.ndarray, heartbeat_missed: np.ndarray, policy: PolicyConfig) -
     False
     """
     lowest = min(policy.watch_risk, policy.prepare_risk, policy.act_risk, policy.early_act_risk)
-    p = np.nan_to_num(np.asarray(risk, dtype=np.float64), nan=0.0)
-    return not bool(np.any(heartbeat_missed)) and not bool(np.any(p >= lowest))
+    # NaN compares False, as decide's nan_to_num makes it 0 (the thresholds are above 0).
+    return not np.any(heartbeat_missed) and not np.any(np.asarray(risk) >= lowest)
 
 
 def decide(
