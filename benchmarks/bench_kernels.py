@@ -1,6 +1,8 @@
 """The compiled row kernels against the numpy code they replaced, from one run.
 
-    .venv/bin/python benchmarks/bench_kernels.py [--section features] [--repeats 5]
+    .venv/bin/python benchmarks/bench_kernels.py [--section surprise] [--repeats 5]
+
+Sections (``--section``, repeatable; default all): ``features``, ``surprise``, ``risk_trees``.
 
 ``features``: :meth:`predictor.features.FeatureState.update` (one compiled loop over the
 rows of a call, :mod:`predictor.features_kernel`) against the numpy path it replaced,
@@ -14,12 +16,25 @@ both, and their ratio, taken per repeat (a busy shared machine slows both alike)
 kernel is compiled (or loaded from numba's cache) before anything is timed; the first
 call's cost is printed on its own line.
 
+``surprise``: :meth:`predictor.detectors.surprise.Surprise.bits_learn_many` (one compiled
+loop over the rows of a call, :mod:`predictor.detectors.surprise_kernel`) against the
+numpy path it replaced, kept below as :class:`NumpySurprise` (the **baseline**, from
+commit 559de31: rows split into rounds with each entity at most once, ~60 array
+operations per round, the covariance folded and the PCA refit batched over the round's
+entities). Same fleet, same rows, same call sizes as ``features``; both detectors start
+each repeat from one snapshot warmed by the untimed rows (through the kernel), so the
+timed rows are past the 20-row warm-up, scored and calibrated. Prints medians of µs per
+row and of the per-repeat ratio, and asserts the two give the same bits on every timed
+row (``rtol`` 1e-4, ``atol`` 1e-6 bits: float32 state summed in another order; the
+tests, ``tests/unit/test_surprise_kernel.py``, allow ``atol`` 1e-3) and prints the largest
+difference and the mean bits (so the rows compared are not all zero).
+
 ``risk_trees``: the risk model's compiled trees against ``Booster.predict`` at 1, 30,
 120 and 5,000 rows a call (``benchmarks/bench_risk_trees.py``, its defaults; run that
 file for its options).
 
 Print only: no figure here is asserted by a test (tests pin the kernel's *results* to
-the baseline, ``tests/unit/test_features_kernel.py``).
+the baseline, ``tests/unit/test_features_kernel.py``, ``tests/unit/test_surprise_kernel.py``).
 """
 
 from __future__ import annotations
@@ -39,9 +54,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from predictor.batching import rounds  # noqa: E402
+from predictor.detectors import surprise as sp  # noqa: E402
+from predictor.detectors.surprise import Surprise, fisher_bits, soft_clip  # noqa: E402
 from predictor.features import ENTITY_FEATURES, PER_METRIC, Z_CAP, FeatureState  # noqa: E402
 
-SECTIONS = ("features", "risk_trees")
+SECTIONS = ("features", "surprise", "risk_trees")
 
 
 # -- baseline: the numpy feature update the kernel replaced -------------------------------
@@ -202,6 +219,206 @@ def bench_features(args: argparse.Namespace) -> None:
         )
 
 
+# -- baseline: the numpy Surprise row rounds the kernel replaced --------------------------
+class NumpySurprise(Surprise):
+    """The **baseline**: ``Surprise.bits_learn_many`` as numpy rounds (commit 559de31).
+
+    The methods ``predictor/detectors/surprise.py`` ran before the compiled kernel, kept
+    verbatim (but for the module prefix ``sp.`` on its constants) on the same state
+    arrays and the same :class:`~predictor.detectors.calibration.TailTables`, so a
+    snapshot of either detector restores into the other.
+    """
+
+    def bits_learn_many(self, keys: np.ndarray, x: np.ndarray) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.int64)
+        x = np.asarray(x, dtype=np.float64).reshape(len(keys), self.n_features)
+        out = np.zeros(len(keys))
+        if len(keys) == 0:
+            return out
+        self._ensure(int(keys.max()) + 1)
+        for idx in rounds(keys):
+            out[idx] = self._round(keys[idx], x[idx])
+        return out
+
+    def _round(self, e: np.ndarray, x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isfinite(x), x, np.nan)
+        mean, var, count = self.mean_[e], self.var_[e], self.count_[e]
+        present = ~np.isnan(x)
+        seed = present & np.isnan(mean)
+        mean = np.where(seed, x, mean)
+        # A running mean and variance until ``1 / alpha`` rows, an EWMA after: no bias
+        # towards the first reading however slow the memory.
+        a = np.maximum(self.alpha, 1.0 / (count + 1.0))[:, None]
+        sa = np.maximum(self.alpha * sp.SLOW_SHARE, 1.0 / (count + 1.0))[:, None]
+        sd = np.sqrt(var)
+        slow_var = self.slow_var_[e]
+        # A metric that sat still for a while keeps a share of the scale it had before.
+        sd = np.maximum(sd, sp.SLOW_SD_SHARE * np.sqrt(slow_var))
+        sd = np.maximum(sd, np.maximum(1e-12, self.rel_sd_floor * np.abs(mean)))
+        z = np.where(present, (x - mean) / sd, 0.0)
+        z = np.clip(z, -sp.Z_CAP, sp.Z_CAP)
+        zc = np.clip(z, -self.clip_z, self.clip_z)
+
+        # A metric that never varied counts at most ``clip_z`` sd when it moves: news, but
+        # not a billion-sd event that would drown every other metric.
+        zs = np.where(slow_var > 0.0, soft_clip(z, self.clip_z), zc)
+        warmed = count >= self.warmup
+        # Per metric: surprise of |z| under the metric's own tail (heavy-tailed metrics
+        # are discounted, a quiet metric that moves is news); summed over metrics.
+        tm = zs * zs
+        mbits = np.where(present, self._mtab.bits(e, tm), 0.0)
+        self._mtab.learn(e, tm, present & warmed[:, None])
+        # Normal scores: each metric's surprise back on a z-like scale, so heavy tails and
+        # stuck metrics weigh by how unusual they are *for that metric*.
+        g = np.sign(z) * np.sqrt(2.0 * np.log(2.0) * mbits)
+        # Across metrics: residual off the principal subspace (correlation breaks).
+        resid = self.resid_[e].astype(np.float64)
+        r = np.matmul(self.proj_[e], g.astype(np.float32)[:, :, None])[:, :, 0]
+        r2 = np.square(r, dtype=np.float64).sum(axis=1) / np.maximum(resid, 1e-12)
+        n_present = np.maximum(present.sum(axis=1), 1)
+        peak = np.maximum(mbits.max(axis=1) - np.log2(n_present), 0.0)
+        t = np.stack([peak, mbits.sum(axis=1) / n_present, np.minimum(r2, 1e6)], axis=1)
+        have_pca = resid > 0
+        bits = self._rtab.bits(e, t)
+        bits[:, 2] = np.where(have_pca, bits[:, 2], 0.0)
+        score = np.where(warmed, fisher_bits(bits), 0.0)
+        counted = warmed[:, None] & (have_pca[:, None] | (np.arange(sp.N_STATS) != 2))
+        self._rtab.learn(e, t, counted)
+
+        xb = np.where(
+            warmed[:, None], np.clip(x, mean - self.clip_z * sd, mean + self.clip_z * sd), x
+        )
+        diff = xb - mean
+        upd = present & ~seed
+        self.mean_[e] = np.where(upd, mean + a * diff, mean)
+        self.var_[e] = np.where(upd, (1 - a) * (var + a * diff * diff), var)
+        self.slow_var_[e] = np.where(upd, (1 - sa) * (slow_var + sa * diff * diff), slow_var)
+        # The covariance learns this row's clipped normal scores, buffered: they are folded
+        # into ``cov_`` in one step when the buffer fills or the entity refits its PCA.
+        nbuf = self.nbuf_[e]
+        self.gbuf_[e, nbuf] = np.clip(g, -self.clip_z, self.clip_z)
+        nbuf = nbuf + 1
+        new_count = count + 1
+        self.count_[e] = new_count
+        refit = (new_count >= self.warmup) & (
+            (new_count % self.refit_every == 0) | (new_count == self.warmup)
+        )
+        fold = refit | (nbuf >= sp.FOLD_ROWS)
+        self.nbuf_[e] = np.where(fold, 0, nbuf)
+        if fold.any():
+            self._fold(e[fold], nbuf[fold], new_count[fold])
+        if refit.any():
+            self._refit(e[refit])
+        since = new_count - self.warmup
+        recal = (since > 0) & ((since % self.calib_every == 0) | (since == 8) | (since == 16))
+        if recal.any():
+            self._mtab.refresh(e[recal])
+            self._rtab.refresh(e[recal])
+        return np.asarray(score)
+
+    def _fold(self, e: np.ndarray, n: np.ndarray, count: np.ndarray) -> None:
+        """Fold the ``n`` buffered rows of entities ``e`` into their EWMA covariance.
+
+        Row ``j`` (entity row count ``c_j`` before it) has weight ``w_j = max(cov_alpha,
+        1 / (c_j - 1))`` (a running mean at first), so after the rows ``C = Π(1 - w_j) C +
+        Σ_j w_j Π_{i>j}(1 - w_i) g_j g_jᵀ``: the row-by-row EWMA, in one ``einsum``.
+        """
+        j = np.arange(int(n.max()))
+        c = count[:, None] - n[:, None] + j  # each buffered row's count before it
+        ca = max(self.cov_alpha, 0.0)
+        valid = (j < n[:, None]) & (c >= 2)
+        w = np.where(valid, np.maximum(ca, 1.0 / np.maximum(c - 1, 1)), 0.0)
+        keep = np.cumprod((1.0 - w)[:, ::-1], axis=1)[:, ::-1]  # Π_{i>=j}(1 - w_i)
+        after = np.concatenate([keep[:, 1:], np.ones((len(e), 1))], axis=1)
+        gb = self.gbuf_[e, : len(j)].astype(np.float32)
+        weighted = (w * after).astype(np.float32)[:, :, None] * gb
+        cov = keep[:, 0, None, None].astype(np.float32) * self.cov_[e]
+        self.cov_[e] = cov + np.matmul(weighted.transpose(0, 2, 1), gb)
+
+    def _refit(self, e: np.ndarray) -> None:
+        cov = self.cov_[e].astype(np.float64)
+        vals, vecs = np.linalg.eigh(cov)  # ascending
+        vals = np.maximum(vals, 0.0)
+        total = vals.sum(axis=1, keepdims=True)
+        # Keep the largest components until they explain ``var_explained``.
+        top_share = np.cumsum(vals[:, ::-1], axis=1)[:, ::-1] / np.maximum(total, 1e-12)
+        keep = (top_share - vals / np.maximum(total, 1e-12)) < self.var_explained
+        keep[:, -1] = True  # at least the first component
+        kept = vecs * keep[:, None, :]
+        f = self.n_features
+        proj = np.eye(f)[None] - np.einsum("kij,klj->kil", kept, kept)
+        resid = (vals * ~keep).sum(axis=1)
+        floor = 1e-3 * np.maximum(total[:, 0], 1e-12)
+        self.proj_[e] = proj.astype(np.float32)
+        self.resid_[e] = np.maximum(resid, floor).astype(np.float32)
+
+
+# -- the surprise section -----------------------------------------------------------------
+def timed_surprise(
+    cls: type[Surprise], warm: dict, rows: tuple[np.ndarray, np.ndarray], call: int
+) -> tuple[float, np.ndarray]:
+    """Seconds to score ``rows`` in calls of ``call`` rows from ``warm``, and the bits."""
+    det = cls(n_features=rows[1].shape[1])
+    det.restore(warm)
+    keys, x = rows
+    out = np.empty(len(keys))
+    t0 = time.perf_counter()
+    for i in range(0, len(keys), call):
+        out[i : i + call] = det.bits_learn_many(keys[i : i + call], x[i : i + call])
+    return time.perf_counter() - t0, out
+
+
+def bench_surprise(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    slots, ts, x, metrics = fleet_rows(args.copies, args.warm_steps + args.steps)
+    n_ent = int(slots.max()) + 1
+    cut = int(np.searchsorted(ts, ts[0] + args.warm_steps * 10_000))
+    print(
+        f"surprise: {n_ent:,} hosts × {len(metrics)} metrics, {cut:,} warm-up rows (untimed), "
+        f"{len(slots) - cut:,} timed rows; fleet built in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    det = Surprise(n_features=len(metrics))
+    t1 = time.perf_counter()
+    det.bits_learn_many(slots[:1], x[:1])
+    print(f"surprise: first kernel call (compile or cache load) {time.perf_counter() - t1:.2f} s")
+    det = Surprise(n_features=len(metrics))
+    for i in range(0, cut, 5000):
+        det.bits_learn_many(slots[i : min(i + 5000, cut)], x[i : min(i + 5000, cut)])
+    if int(det.count_[:n_ent].min()) <= det.warmup:
+        raise SystemExit(
+            f"surprise: --warm-steps {args.warm_steps} leaves a host at "
+            f"{int(det.count_[:n_ent].min())} rows, not past the {det.warmup}-row warm-up"
+        )
+    warm = det.snapshot()
+    rows = (slots[cut:], x[cut:])
+    n = len(rows[0])
+    for call in args.calls:
+        base_us, kern_us, ratios = [], [], []
+        worst = 0.0
+        for r in range(args.repeats):
+            tb, bits_b = timed_surprise(NumpySurprise, warm, rows, call)
+            tk, bits_k = timed_surprise(Surprise, warm, rows, call)
+            # Honest comparison: the same bits on every timed row, or no figure.
+            np.testing.assert_allclose(
+                bits_k, bits_b, rtol=1e-4, atol=1e-6, err_msg=f"surprise, calls of {call}"
+            )
+            worst = max(worst, float(np.max(np.abs(bits_k - bits_b))))
+            mean_bits = float(bits_k.mean())
+            base_us.append(tb / n * 1e6)
+            kern_us.append(tk / n * 1e6)
+            ratios.append(tb / tk)
+            print(f"  calls of {call}: repeat {r + 1}/{args.repeats}", file=sys.stderr)
+        base, kern = statistics.median(base_us), statistics.median(kern_us)
+        print(
+            f"surprise, calls of {call:>5,} rows: baseline numpy {base:7.2f} µs/row, "
+            f"kernel {kern:6.2f} µs/row, "
+            f"baseline/kernel {statistics.median(ratios):5.1f}× (medians of {args.repeats}); "
+            f"same bits on all {n:,} rows (mean {mean_bits:.2f} bits, largest difference "
+            f"{worst:.1e} bits)"
+        )
+
+
 COLD_PROBE = """
 import time
 t0 = time.perf_counter()
@@ -246,6 +463,8 @@ def main() -> None:
         if section == "features":
             bench_warmup()
             bench_features(args)
+        if section == "surprise":
+            bench_surprise(args)
         if section == "risk_trees":  # the risk model's trees: benchmarks/bench_risk_trees.py
             from benchmarks.bench_risk_trees import main as bench_risk_trees
 
