@@ -298,6 +298,7 @@ def follow_champion(
     state = {"version": current.version}
 
     def swap(model: RiskModel, label: str) -> None:
+        model.compiled_trees()  # compiled here, in the watcher's thread, not in a tick
         set_model(model)
         _audit(audit, actor, model.version, state["version"], "new champion", {})
         state["version"] = model.version
