@@ -74,13 +74,12 @@ def host_health(
 
 @kernel
 def _host_health(risk, anomaly, dead, anomaly_weight, out):  # type: ignore[no-untyped-def]
-    big = np.finfo(np.float64).max
     for i in range(risk.shape[0]):
         if dead[i]:
             out[i] = 0.0
             continue
-        r = risk[i]  # risk_term: NaN (no model) counts 0
-        r = 0.0 if math.isnan(r) else min(max(r, -big), big)
+        r = risk[i]  # risk_term: NaN (no model) counts 0; ±inf clip to 1 and 0
+        r = 0.0 if math.isnan(r) else r
         r_term = min(max((r - RISK_FLOOR) / (1.0 - RISK_FLOOR), 0.0), 1.0)
         a = anomaly[i]  # anomaly_term: the score back to bits (bits_from_score)
         a = 0.0 if math.isnan(a) else min(max(a, 0.0), 1.0)

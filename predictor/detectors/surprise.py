@@ -73,19 +73,6 @@ FOLD_ROWS = 16  # rows of normal scores buffered before they are folded into the
 _ARRAYS = ("count_", "mean_", "var_", "slow_var_", "cov_", "proj_", "resid_", "gbuf_", "nbuf_")
 
 
-def soft_clip(z: np.ndarray, c: float) -> np.ndarray:
-    """``z`` within ``±c``; beyond, ``±(c + log(|z| / c))``: monotone, compressing, unbounded.
-
-    One metric a billion sd out (a stuck metric that moved) weighs like a few dozen sd,
-    yet a 20-sd excursion still outranks a 9-sd one.
-    """
-    out = np.array(z, dtype=np.float64)
-    big = np.nonzero(np.abs(out) > c)  # few cells: the log only there
-    zb = out[big]
-    out[big] = np.sign(zb) * (c + np.log(np.abs(zb) / c))
-    return out
-
-
 def fisher_bits(bits: np.ndarray) -> np.ndarray:
     """Fisher's combination of ``m`` surprises per row, in bits (exact if independent).
 
@@ -167,6 +154,7 @@ class Surprise:
         self._calibrator = TailCalibrator(N_STATS, row_prior, half_life=half_life)
         self._mtab = TailTables(self._metric_cal, 0)
         self._rtab = TailTables(self._calibrator, 0)
+        self._params = self._kernel_params()
         self._alloc(64)
 
     def _priors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -261,9 +249,9 @@ class Surprise:
         )
         return out
 
-    @property
-    def _params(self) -> np.ndarray:
-        """The kernel's scalar settings, in the order :func:`surprise_rows` reads them."""
+    def _kernel_params(self) -> np.ndarray:
+        """The kernel's scalar settings, in the order :func:`surprise_rows` reads them
+        (built once: the settings do not change after construction)."""
         m, r = self._metric_cal, self._calibrator
         return np.array(
             [

@@ -270,6 +270,9 @@ def surprise_rows(
             sd = max(math.sqrt(var[e, j]), slow_sd_share * math.sqrt(sv))
             sd = max(sd, max(1e-12, rel_floor * abs(mu)))
             z = min(max((xv - mu) / sd, -z_cap), z_cap)
+            # Soft clip beyond clip_z: ±(c + log(|z| / c)), monotone and unbounded, so a
+            # metric a billion sd out weighs like a few dozen sd, yet 20 sd outranks 9;
+            # a metric that never varied counts at most clip_z sd.
             if sv > 0.0:
                 zs = z
                 if abs(z) > clip_z:
