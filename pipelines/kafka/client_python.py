@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.kafka.adapter import TP, Fetched, RebalanceHandler
+from pipelines.kafka.record_batches import Columns, install
 from predictor.errors import ConfigError, SinkError, SourceError
 from predictor.ports import OutRecord, RawRecord
 
@@ -295,18 +296,28 @@ class GuardedListener(ConsumerRebalanceListener):
 
 # -- the adapter (pipelines.kafka.adapter.Consumer) on kafka-python --------------------------
 class KafkaPythonConsumer:
-    """:class:`~pipelines.kafka.adapter.Consumer` on a kafka-python ``KafkaConsumer``."""
+    """:class:`~pipelines.kafka.adapter.Consumer` on a kafka-python ``KafkaConsumer``.
 
-    def __init__(self, consumer: Any) -> None:
+    Fetched records are read as columns (:mod:`pipelines.kafka.record_batches`) unless
+    ``columnar`` is False or the consumer does not allow it.
+    """
+
+    def __init__(self, consumer: Any, columnar: bool = True) -> None:
         self.raw = consumer
+        self.columns = Columns()
+        self.columnar = columnar and install(consumer, self.columns)
 
     def poll(self, timeout_s: float, max_records: int) -> list[Fetched]:
+        self.columns.clear()
         try:
             polled = self.raw.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
             raise SourceError(f"poll failed: {exc!r}") from exc
         out = []
         for tp, recs in polled.items():
+            if self.columnar:
+                out.append(self._columns(tp, recs))
+                continue
             out.append(
                 Fetched(
                     tp.topic,
@@ -318,6 +329,28 @@ class KafkaPythonConsumer:
                 )
             )
         return out
+
+    def _columns(self, tp: Any, offsets: list[int]) -> Fetched:
+        """The columns the fetcher's reader set aside for the ``offsets`` it returned."""
+        chunks = self.columns.pop(tp.topic, tp.partition)
+        if len(chunks) == 1 and chunks[0].offsets == offsets:
+            c = chunks[0]
+            return Fetched(tp.topic, tp.partition, c.values, c.keys, c.offsets, c.timestamps)  # type: ignore[arg-type]
+        rows = {o: (c, i) for c in chunks for i, o in enumerate(c.offsets)}
+        missing = [o for o in offsets if o not in rows]
+        if missing:  # never seen: the reader and the fetcher disagree
+            raise SourceError(
+                f"{tp.topic}[{tp.partition}]: columns missing for offsets {missing[:5]}"
+            )
+        picked = [rows[o] for o in offsets]
+        return Fetched(
+            tp.topic,
+            tp.partition,
+            [c.values[i] for c, i in picked],  # type: ignore[misc]
+            [c.keys[i] for c, i in picked],
+            list(offsets),
+            [c.timestamps[i] for c, i in picked],
+        )
 
     def pause(self, tps: Sequence[TP]) -> None:
         self.raw.pause(*(TopicPartition(*tp) for tp in tps))
