@@ -6,7 +6,9 @@
 1. Produces ``hours`` of a ``copies``-times fleet as fast as possible (produce rate).
 2. For each client (kafka-python, confluent) and each of ``repeats`` rounds, in turn:
    a raw consume (a bare consumer of that client reads the telemetry topic, values
-   touched, no decoding), then end to end (one in-process :class:`KafkaStreamWorker` on
+   touched, no decoding), for kafka-python also the same read through the project's
+   adapter (record batches read as columns: ``raw_columnar``, the consume half of end to
+   end on its own), then end to end (one in-process :class:`KafkaStreamWorker` on
    that client reads the same topics from the start: decode, engine, publish with acks,
    checkpoints, commits). The ratio end to end / raw is taken within each round (same
    client, same minute), then the median over the rounds.
@@ -43,7 +45,8 @@ with warnings.catch_warnings():
 
 from pipelines.driver import SRC_TS_HEADER
 from pipelines.embedded.stream import Topics
-from pipelines.kafka.client_python import ensure_topics
+from pipelines.kafka.adapter import TP
+from pipelines.kafka.client_python import KafkaPythonConsumer, assigned_consumer, ensure_topics
 from pipelines.kafka.partition import engine_factory
 from pipelines.kafka.sim import simulate_to_kafka
 from pipelines.kafka.stream import KafkaStreamWorker, StreamConfig
@@ -107,6 +110,31 @@ def raw_consume(bootstrap: str, topic: str, client: str = "kafka-python") -> dic
             for recs in c.poll(timeout_ms=1000, max_records=5000).values():
                 n += len(recs)
                 nbytes += sum(len(r.value) for r in recs)
+        dt = time.perf_counter() - t0
+    finally:
+        c.close()
+    return {
+        "records": n,
+        "seconds": round(dt, 2),
+        "events_per_s": round(n / dt),
+        "mb_per_s": round(nbytes / dt / 1e6, 1),
+    }
+
+
+def raw_columnar(bootstrap: str, topic: str) -> dict[str, float]:
+    """kafka-python read through the project's adapter, whose fetcher reads record batches
+    as columns (pipelines/kafka/record_batches.py): the consume half of end to end alone."""
+    c = KafkaPythonConsumer(assigned_consumer(bootstrap, topic))
+    assert c.columnar, "the columnar reader did not install"
+    try:
+        tps = [TP(topic, p) for p in c.partitions_for(topic)]
+        total = sum(c.end_offsets(tps).values())
+        n, nbytes = 0, 0
+        t0 = time.perf_counter()
+        while n < total:
+            for f in c.poll(1.0, 5000):
+                n += len(f)
+                nbytes += sum(len(v) for v in f.values if v is not None)
         dt = time.perf_counter() - t0
     finally:
         c.close()
@@ -365,14 +393,24 @@ def main() -> None:
                     raw = raw_consume(args.bootstrap, t1.telemetry, c)
                     e2e = end_to_end(args.bootstrap, t1, model, Path(tmp) / f"{c}-{r}", client=c)
                     ratio = e2e["events_per_s"] / raw["events_per_s"]
-                    rounds[c].append({"raw": raw, "end_to_end": e2e, "ratio": round(ratio, 3)})
+                    got = {"raw": raw, "end_to_end": e2e, "ratio": round(ratio, 3)}
+                    extra = ""
+                    if c == "kafka-python":  # the adapter's own read, for the reader
+                        col = raw_columnar(args.bootstrap, t1.telemetry)
+                        got["raw_columnar"] = col
+                        got["ratio_to_columnar"] = round(
+                            e2e["events_per_s"] / col["events_per_s"], 3
+                        )
+                        extra = f"; columnar read {col['events_per_s']} ev/s"
+                    rounds[c].append(got)
                     logger.info(
-                        "round %d %s: raw %d ev/s, end to end %d ev/s (%.2f)",
+                        "round %d %s: raw %d ev/s, end to end %d ev/s (%.2f)%s",
                         r + 1,
                         c,
                         raw["events_per_s"],
                         e2e["events_per_s"],
                         ratio,
+                        extra,
                     )
             result["throughput"] = {
                 c: {
@@ -383,6 +421,18 @@ def main() -> None:
                         [x["end_to_end"]["events_per_s"] for x in rounds[c]]
                     ),
                     "ratio_median": _median([x["ratio"] for x in rounds[c]]),
+                    **(
+                        {
+                            "raw_columnar_events_per_s_median": _median(
+                                [x["raw_columnar"]["events_per_s"] for x in rounds[c]]
+                            ),
+                            "ratio_to_columnar_median": _median(
+                                [x["ratio_to_columnar"] for x in rounds[c]]
+                            ),
+                        }
+                        if c == "kafka-python"
+                        else {}
+                    ),
                     "rounds": rounds[c],
                 }
                 for c in clients

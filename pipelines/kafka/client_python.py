@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipelines.kafka.adapter import TP, Fetched, RebalanceHandler
-from pipelines.kafka.record_batches import Columns, install
+from pipelines.kafka.record_batches import Chunk, Columns, install
 from predictor.errors import ConfigError, SinkError, SourceError
 from predictor.ports import OutRecord, RawRecord
 
@@ -333,8 +333,8 @@ class KafkaPythonConsumer:
     def _columns(self, tp: Any, offsets: list[int]) -> Fetched:
         """The columns the fetcher's reader set aside for the ``offsets`` it returned."""
         chunks = self.columns.pop(tp.topic, tp.partition)
-        if len(chunks) == 1 and chunks[0].offsets == offsets:
-            c = chunks[0]
+        c = chunks[0] if len(chunks) == 1 else Chunk.join(chunks)
+        if c.offsets == offsets:  # always, unless the fetcher dropped what it took
             return Fetched(tp.topic, tp.partition, c.values, c.keys, c.offsets, c.timestamps)  # type: ignore[arg-type]
         rows = {o: (c, i) for c in chunks for i, o in enumerate(c.offsets)}
         missing = [o for o in offsets if o not in rows]

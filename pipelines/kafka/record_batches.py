@@ -44,8 +44,8 @@ logger = logging.getLogger(__name__)
 _LOG_APPEND_TIME = 1
 
 
-@kernel  # type: ignore[misc]
-def _varint(buf: np.ndarray, pos: int) -> tuple[int, int]:
+@kernel
+def _varint(buf: np.ndarray, pos: int) -> tuple[Any, int]:
     """A zig-zag varint (Kafka's varint / varlong) at ``pos``: (value, next pos); pos -1 if bad."""
     shift = 0
     raw = np.int64(0)
@@ -62,7 +62,7 @@ def _varint(buf: np.ndarray, pos: int) -> tuple[int, int]:
     return (raw >> 1) ^ -(raw & 1), pos
 
 
-@kernel  # type: ignore[misc]
+@kernel
 def scan_records(
     buf: np.ndarray,
     pos: int,
@@ -142,6 +142,17 @@ class Chunk:
     timestamps: list[int]
     keys: list[bytes | None]
     values: list[bytes | None]
+
+    @staticmethod
+    def join(chunks: list[Chunk]) -> Chunk:
+        """The chunks one after the other (an empty list gives an empty chunk)."""
+        out = Chunk([], [], [], [])
+        for c in chunks:
+            out.offsets += c.offsets
+            out.timestamps += c.timestamps
+            out.keys += c.keys
+            out.values += c.values
+        return out
 
 
 @dataclass
@@ -226,14 +237,23 @@ def install(consumer: Any, side: Columns) -> bool:
     if committed or deser:
         return False
     fetcher.PartitionRecords = _columnar_class(base, side)
+    warm_up()
     return True
+
+
+def warm_up() -> None:
+    """Load (or compile) :func:`scan_records` now, not inside the first poll that has records."""
+    none = np.empty(0, np.int64)
+    scan_records(
+        np.empty(0, np.uint8), 0, 0, 0, 0, 0, False, none, none, np.empty((0, 5), np.int64)
+    )
 
 
 def _columnar_class(base: type, side: Columns) -> type:
     """A subclass of kafka-python's ``PartitionRecords`` writing to ``side``."""
     import kafka.errors as errors
 
-    class ColumnarPartitionRecords(base):  # type: ignore[valid-type,misc]
+    class ColumnarPartitionRecords(base):
         def __init__(self, fetch_offset: int, tp: Any, records: Any, **kwargs: Any) -> None:
             super().__init__(fetch_offset, tp, records, **kwargs)
             self._memory = records
@@ -313,7 +333,9 @@ def _columnar_class(base: type, side: Columns) -> type:
                     parts.append(
                         c
                         if whole
-                        else Chunk(c.offsets[lo:hi], c.timestamps[lo:hi], c.keys[lo:hi], c.values[lo:hi])
+                        else Chunk(
+                            c.offsets[lo:hi], c.timestamps[lo:hi], c.keys[lo:hi], c.values[lo:hi]
+                        )
                     )
                     if self._sizes:  # bytes are counted once per batch, when it is first taken
                         self.bytes_read += self._sizes.pop()

@@ -1,7 +1,7 @@
 """The columnar reader of Kafka record batches equals kafka-python's own reader.
 
 Batches are built with kafka-python's ``DefaultRecordBatchBuilder`` (the producer's code),
-so no broker is needed here; tests/integration/test_record_batches.py reads a real topic
+so no broker is needed here; tests/integration/test_kafka_columnar_reads.py reads a real topic
 both ways.
 """
 
@@ -52,7 +52,9 @@ def _build(
     return bytes(buf)
 
 
-def _kafka_python(raw: bytes) -> tuple[list[int], list[int], list[bytes | None], list[bytes | None]]:
+def _kafka_python(
+    raw: bytes,
+) -> tuple[list[int], list[int], list[bytes | None], list[bytes | None]]:
     recs = list(DefaultRecordBatch(raw))
     return (
         [r.offset for r in recs],
