@@ -188,7 +188,7 @@ def read_batch(batch: Any) -> tuple[Chunk, int] | None:
     batch._maybe_uncompress()
     raw = batch._buffer
     pos = batch._pos
-    n = batch._num_records
+    n = batch.records_count
     buf = np.frombuffer(raw, dtype=np.uint8)
     offsets = np.empty(n, np.int64)
     stamps = np.empty(n, np.int64)
@@ -225,12 +225,11 @@ def install(consumer: Any, side: Columns) -> bool:
     """
     try:
         from kafka.consumer.fetcher import Fetcher
-        from kafka.protocol.consumer import IsolationLevel
 
         fetcher = consumer._fetcher
         base = Fetcher.PartitionRecords
-        committed = fetcher._isolation_level == IsolationLevel.READ_COMMITTED
-        deser = fetcher.config["key_deserializer"] or fetcher.config["value_deserializer"]
+        committed = consumer.config["isolation_level"] != "read_uncommitted"
+        deser = consumer.config["key_deserializer"] or consumer.config["value_deserializer"]
     except (ImportError, AttributeError, KeyError) as exc:
         logger.warning("kafka-python's fetcher is not as expected (%r): per-record reads", exc)
         return False
