@@ -20,7 +20,8 @@ checks against the offsets the fetcher handed back.
 Kept as kafka-python does it: CRC checks per batch, control batches skipped, the fetch
 offset's leading records skipped, ``LOG_APPEND_TIME`` batches stamped with their max
 timestamp, compressed batches decompressed by kafka-python's own codecs, an exception
-after some records kept for the next ``take`` (its in-line exception). Left to
+after some records raised by the next ``take`` (and, unlike kafka-python's reader, by
+every ``take`` after it: a bad batch is never skipped). Left to
 kafka-python: a record batch the kernel finds malformed (decoded again the slow way, so the
 error is kafka-python's own), legacy message formats (v0/v1) and consumers reading with
 ``isolation_level="read_committed"`` (never installed there). The tests compare both paths
@@ -235,7 +236,7 @@ def install(consumer: Any, side: Columns) -> bool:
         return False
     if committed or deser:
         return False
-    fetcher.PartitionRecords = _columnar_class(base, side)
+    fetcher.PartitionRecords = partition_records_class(side, base)
     warm_up()
     return True
 
@@ -248,11 +249,24 @@ def warm_up() -> None:
     )
 
 
-def _columnar_class(base: type, side: Columns) -> type:
-    """A subclass of kafka-python's ``PartitionRecords`` writing to ``side``."""
+def partition_records_class(side: Columns, base: type | None = None) -> type:
+    """A subclass of kafka-python's ``Fetcher.PartitionRecords`` (or ``base``) that reads
+    record batches as columns into ``side``.
+
+    An error reading a batch (a CRC mismatch, say) is raised by every ``take`` from then
+    on, after the records before it were handed over: the batch is never skipped, so no
+    record is lost silently (the worker's stall watch reconnects; a corrupt batch on the
+    broker stays an error until someone looks).
+    """
     import kafka.errors as errors
 
-    class ColumnarPartitionRecords(base):
+    if base is None:
+        from kafka.consumer.fetcher import Fetcher
+
+        base = Fetcher.PartitionRecords
+    parent: Any = base
+
+    class ColumnarPartitionRecords(parent):
         def __init__(self, fetch_offset: int, tp: Any, records: Any, **kwargs: Any) -> None:
             super().__init__(fetch_offset, tp, records, **kwargs)
             self._memory = records
@@ -260,6 +274,7 @@ def _columnar_class(base: type, side: Columns) -> type:
             self._sizes: list[int] = []
             self._at = 0
             self._last_batch: Any = None
+            self._failed: Exception | None = None
 
         def _load(self) -> bool:
             """Read the next batch into ``_chunk``; False when none is left."""
@@ -312,7 +327,8 @@ def _columnar_class(base: type, side: Columns) -> type:
             return True
 
         def take(self, n: int | None = None) -> list[int]:
-            self._maybe_raise_next_inline_exception()
+            if self._failed is not None:
+                raise self._failed
             if self.record_iterator is None:
                 return []
             want = n if n is not None else 1 << 62
@@ -343,9 +359,9 @@ def _columnar_class(base: type, side: Columns) -> type:
                     self._at = hi
                     got += hi - lo
             except Exception as exc:
+                self._failed = exc  # raised now, or by the next take if records came first
                 if not got:
                     raise
-                self._next_inline_exception = exc
             if not parts:
                 return []
             tp = self.topic_partition

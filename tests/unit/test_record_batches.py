@@ -8,6 +8,7 @@ both ways.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,13 @@ with warnings.catch_warnings():
     )
     from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from pipelines.kafka.record_batches import read_batch, scan_records
+from pipelines.kafka.record_batches import (
+    Chunk,
+    Columns,
+    partition_records_class,
+    read_batch,
+    scan_records,
+)
 
 _NONE, _GZIP = 0, 1
 
@@ -116,3 +123,44 @@ def test_large_values_and_empty_ones(codec: int) -> None:
     assert got is not None
     assert got[0].values == values
     assert got[0].offsets == [41, 42, 43, 44]
+
+
+def _partition_records(raw: bytes, fetch_offset: int = 0) -> Any:
+    from kafka.record import MemoryRecords
+    from kafka.structs import TopicPartition
+
+    side = Columns()
+    cls = partition_records_class(side)
+    return cls(fetch_offset, TopicPartition("t", 0), MemoryRecords(raw)), side
+
+
+def test_take_hands_over_columns_and_splits_batches() -> None:
+    a = _build([(i, None, f"a{i}".encode(), []) for i in range(5)], 10)
+    b = _build([(i, b"k", f"b{i}".encode(), []) for i in range(4)], 15)
+    part, side = _partition_records(a + b, fetch_offset=12)  # inside the first batch
+    assert part.take(2) == [12, 13]
+    assert part.take(None) == [14, 15, 16, 17, 18]
+    assert part.take(5) == []  # the batches are spent: drained, position after the last
+    assert not part and part.next_fetch_offset == 19
+    chunks = side.pop("t", 0)
+    got = Chunk.join(chunks)
+    assert got.offsets == [12, 13, 14, 15, 16, 17, 18]
+    assert got.values == [b"a2", b"a3", b"a4", b"b0", b"b1", b"b2", b"b3"]
+    assert got.keys == [None, None, None, b"k", b"k", b"k", b"k"]
+    assert side.fast == 9 and side.slow == 0
+
+
+def test_a_corrupt_batch_is_never_skipped() -> None:
+    """A CRC mismatch: the records before it come out, then every take raises."""
+    from kafka.errors import CorruptRecordError
+
+    good = _build([(0, None, b"x", [])] * 3, 0)
+    bad = bytearray(_build([(0, None, b"y", [])] * 3, 3))
+    bad[-1] ^= 0xFF  # the last value byte: the CRC no longer matches
+    after = _build([(0, None, b"z", [])] * 3, 6)
+    part, _ = _partition_records(good + bytes(bad) + after)
+    assert part.take(None) == [0, 1, 2]
+    for _ in range(3):
+        with pytest.raises(CorruptRecordError):
+            part.take(None)
+    assert part.next_fetch_offset == 3
