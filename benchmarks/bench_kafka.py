@@ -90,6 +90,16 @@ def _create(bootstrap: str, t: Topics, partitions: int) -> None:
     )
 
 
+def _rate(n: int, nbytes: int, dt: float) -> dict[str, float]:
+    """A consume's figures: ``n`` records of ``nbytes`` value bytes in ``dt`` seconds."""
+    return {
+        "records": n,
+        "seconds": round(dt, 2),
+        "events_per_s": round(n / dt),
+        "mb_per_s": round(nbytes / dt / 1e6, 1),
+    }
+
+
 def raw_consume(bootstrap: str, topic: str, client: str = "kafka-python") -> dict[str, float]:
     """A bare consumer of ``client`` reads ``topic`` from the start: events/s, MB/s."""
     if client == "confluent":
@@ -113,12 +123,7 @@ def raw_consume(bootstrap: str, topic: str, client: str = "kafka-python") -> dic
         dt = time.perf_counter() - t0
     finally:
         c.close()
-    return {
-        "records": n,
-        "seconds": round(dt, 2),
-        "events_per_s": round(n / dt),
-        "mb_per_s": round(nbytes / dt / 1e6, 1),
-    }
+    return _rate(n, nbytes, dt)
 
 
 def raw_columnar(bootstrap: str, topic: str) -> dict[str, float]:
@@ -138,12 +143,7 @@ def raw_columnar(bootstrap: str, topic: str) -> dict[str, float]:
         dt = time.perf_counter() - t0
     finally:
         c.close()
-    return {
-        "records": n,
-        "seconds": round(dt, 2),
-        "events_per_s": round(n / dt),
-        "mb_per_s": round(nbytes / dt / 1e6, 1),
-    }
+    return _rate(n, nbytes, dt)
 
 
 def _raw_confluent(bootstrap: str, topic: str) -> dict[str, float]:
@@ -174,12 +174,7 @@ def _raw_confluent(bootstrap: str, topic: str) -> dict[str, float]:
         dt = time.perf_counter() - t0
     finally:
         c.close()
-    return {
-        "records": n,
-        "seconds": round(dt, 2),
-        "events_per_s": round(n / dt),
-        "mb_per_s": round(nbytes / dt / 1e6, 1),
-    }
+    return _rate(n, nbytes, dt)
 
 
 def end_to_end(

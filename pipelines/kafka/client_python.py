@@ -334,23 +334,12 @@ class KafkaPythonConsumer:
         """The columns the fetcher's reader set aside for the ``offsets`` it returned."""
         chunks = self.columns.pop(tp.topic, tp.partition)
         c = chunks[0] if len(chunks) == 1 else Chunk.join(chunks)
-        if c.offsets == offsets:  # always, unless the fetcher dropped what it took
-            return Fetched(tp.topic, tp.partition, c.values, c.keys, c.offsets, c.timestamps)  # type: ignore[arg-type]
-        rows = {o: (c, i) for c in chunks for i, o in enumerate(c.offsets)}
-        missing = [o for o in offsets if o not in rows]
-        if missing:  # never seen: the reader and the fetcher disagree
+        if c.offsets != offsets:  # the fetcher returns all it takes: never, unless it changed
             raise SourceError(
-                f"{tp.topic}[{tp.partition}]: columns missing for offsets {missing[:5]}"
+                f"{tp.topic}[{tp.partition}]: the columns read ({len(c.offsets)} records) do "
+                f"not match the {len(offsets)} offsets kafka-python returned"
             )
-        picked = [rows[o] for o in offsets]
-        return Fetched(
-            tp.topic,
-            tp.partition,
-            [c.values[i] for c, i in picked],  # type: ignore[misc]
-            [c.keys[i] for c, i in picked],
-            list(offsets),
-            [c.timestamps[i] for c, i in picked],
-        )
+        return Fetched(tp.topic, tp.partition, c.values, c.keys, c.offsets, c.timestamps)  # type: ignore[arg-type]
 
     def pause(self, tps: Sequence[TP]) -> None:
         self.raw.pause(*(TopicPartition(*tp) for tp in tps))

@@ -271,7 +271,7 @@ def partition_records_class(side: Columns, base: type | None = None) -> type:
             super().__init__(fetch_offset, tp, records, **kwargs)
             self._memory = records
             self._chunk: Chunk | None = None
-            self._sizes: list[int] = []
+            self._unread_bytes = 0  # of the loaded batch, counted when it is first taken
             self._at = 0
             self._last_batch: Any = None
             self._failed: Exception | None = None
@@ -291,7 +291,7 @@ def partition_records_class(side: Columns, base: type | None = None) -> type:
                     f"{batch.base_offset} failed crc check"
                 )
             chunk: Chunk | None = None
-            sizes: list[int] = []
+            size = 0
             if batch.magic == 2:
                 self.leader_epoch = batch.leader_epoch
                 if batch.is_control_batch:
@@ -301,7 +301,7 @@ def partition_records_class(side: Columns, base: type | None = None) -> type:
                 got = read_batch(batch)
                 if got is not None:
                     chunk, total = got
-                    sizes = [total]
+                    size = total
                     side.fast += len(chunk.offsets)
             if chunk is None:  # legacy format or malformed: kafka-python's own reader
                 recs = list(batch)
@@ -311,7 +311,7 @@ def partition_records_class(side: Columns, base: type | None = None) -> type:
                     [r.key for r in recs],
                     [r.value for r in recs],
                 )
-                sizes = [sum(r.size_in_bytes for r in recs)]
+                size = sum(r.size_in_bytes for r in recs)
                 side.slow += len(recs)
             skip = 0
             while skip < len(chunk.offsets) and chunk.offsets[skip] < self.fetch_offset:
@@ -323,7 +323,7 @@ def partition_records_class(side: Columns, base: type | None = None) -> type:
                     chunk.keys[skip:],
                     chunk.values[skip:],
                 )
-            self._chunk, self._sizes, self._at = chunk, sizes, 0
+            self._chunk, self._unread_bytes, self._at = chunk, size, 0
             return True
 
         def take(self, n: int | None = None) -> list[int]:
@@ -352,8 +352,8 @@ def partition_records_class(side: Columns, base: type | None = None) -> type:
                             c.offsets[lo:hi], c.timestamps[lo:hi], c.keys[lo:hi], c.values[lo:hi]
                         )
                     )
-                    if self._sizes:  # bytes are counted once per batch, when it is first taken
-                        self.bytes_read += self._sizes.pop()
+                    self.bytes_read += self._unread_bytes
+                    self._unread_bytes = 0
                     self.records_read += hi - lo
                     self.next_fetch_offset = c.offsets[hi - 1] + 1
                     self._at = hi
